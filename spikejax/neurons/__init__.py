@@ -21,3 +21,15 @@ from .lif import (
     TwoCompartmentState,
     exp_pair,
 )
+from .mihalas_niebur import (
+    MN_PRESETS,
+    MihalasNiebur,
+    MNParams,
+    MNPreset,
+    MNState,
+    MNTrace,
+    mn_preset,
+    mn_preset_names,
+    mn_stimulus,
+)
+from .mihalas_niebur import run_preset as run_mn_preset  # generic name kept module-local
