@@ -35,7 +35,7 @@ CONFIG = dict(
     n_test=0,
 )
 
-QUICK = dict(dataset="digits", hidden=64, steps=8, epochs=2, batch_size=50)
+QUICK = dict(dataset="digits", hidden=128, steps=10, epochs=4, batch_size=32, lr=1e-2)
 
 CLAIMS = [
     {

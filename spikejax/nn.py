@@ -64,13 +64,18 @@ class SpikingMLP:
     dt: float = 1e-3
     remat: bool = False
 
+    def __post_init__(self):
+        if self.readout not in ("spikes", "membrane"):
+            raise ValueError(f"readout must be 'spikes' or 'membrane', got {self.readout!r}")
+
     def __call__(self, layers: Sequence[Dense], nparams: LIFParams, inputs, *, record_hidden: bool = False):
         _check_layers(layers, inputs)
         x = inputs
         hidden = []
         n_layers = len(layers)
         for i, layer in enumerate(layers):
-            cur = x @ layer.w + layer.b
+            cur = x @ layer.w
+            cur = cur + jnp.reshape(layer.b, (1,) * (cur.ndim - 1) + (-1,))
             last = i == n_layers - 1
             if last and self.readout == "membrane":
                 a = jnp.exp(-self.dt / nparams.tau_mem).astype(cur.dtype)

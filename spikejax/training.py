@@ -96,8 +96,10 @@ def fit_classifier(
             bi, kk = xs
             xb, yb = take_batch((xtr, ytr), bi)
             loss, g = jax.value_and_grad(loss_fn)(p, xb, yb, kk)
-            upd, s = optimizer.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), loss
+            with jax.numpy_dtype_promotion("standard"):  # optax schedules mix int counts and floats
+                upd, s = optimizer.update(g, s, p)
+                p = optax.apply_updates(p, upd)
+            return (p, s), loss
 
         (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (idx, jax.random.split(kb, idx.shape[0])))
         return params, opt_state, jnp.mean(losses)
