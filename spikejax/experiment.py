@@ -6,7 +6,9 @@ An experiment is a module with
 * ``CONFIG``: a dict of defaults (plain Python values; the types are used to parse ``--set``),
 * ``QUICK``: a dict of overrides giving a small smoke configuration,
 * ``CLAIMS`` (optional): published claims the results are compared with,
-* ``run(cfg: dict, ctx: Context) -> dict``: returns the metrics (JSON-serialisable).
+* ``run(cfg: dict, ctx: Context) -> dict``: returns the metrics (JSON-serialisable),
+* ``result_tag(cfg) -> str`` (optional): for modules that run several variants (the rows of a
+  table), a suffix naming the variant, so each writes ``<name>-<tag>.json``.
 
 :func:`run_experiment` runs it and writes ``<out>/<name>[-quick].json`` atomically with the
 config, seed, git commit, package versions, device, wall time and metrics.  Long runs call
@@ -164,8 +166,9 @@ def config_hash(cfg: dict) -> str:
 class Context:
     """Handed to an experiment's ``run``: checkpoints, progress and auxiliary output paths."""
 
-    def __init__(self, name: str, cfg: dict, out_dir: Path, ckpt_dir: Path, quiet: bool = False):
+    def __init__(self, name: str, cfg: dict, out_dir: Path, ckpt_dir: Path, quiet: bool = False, stem: str | None = None):
         self.name = name
+        self.stem = stem or f"{name}{'-quick' if cfg.get('_quick') else ''}"
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.ckpt_dir = Path(ckpt_dir)
@@ -216,7 +219,7 @@ class Context:
     def aux_path(self, suffix: str) -> Path:
         """Path for a side file of this run (e.g. ``"raster.npz"``) next to the results file."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        return self.out_dir / f"{self.name}{'-quick' if self.cfg.get('_quick') else ''}.{suffix}"
+        return self.out_dir / f"{self.stem}.{suffix}"
 
     def save_npz(self, suffix: str, **arrays) -> Path:
         """Write arrays to the side file ``aux_path(suffix)`` atomically (compressed npz)."""
@@ -245,7 +248,10 @@ def run_experiment(
     cfg["_quick"] = bool(quick)
     out_dir = Path(out_dir)
     ckpt_dir = Path(ckpt_dir) if ckpt_dir else Path(os.environ.get("SPIKEJAX_CKPT", "runs"))
-    ctx = Context(name, cfg, out_dir, ckpt_dir, quiet=quiet)
+    # modules that run several variants (rows of a table) name them with result_tag(cfg)
+    tag = module.result_tag(cfg) if hasattr(module, "result_tag") else ""
+    stem = f"{name}{'-' + tag if tag else ''}{'-quick' if quick else ''}"
+    ctx = Context(name, cfg, out_dir, ckpt_dir, quiet=quiet, stem=stem)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.time()
     metrics = module.run(cfg, ctx)
@@ -265,7 +271,7 @@ def run_experiment(
         "claims": getattr(module, "CLAIMS", []),
         "metrics": metrics,
     }
-    path = out_dir / f"{name}{'-quick' if quick else ''}.json"
+    path = out_dir / f"{stem}.json"
     atomic_write_json(path, record)
     ctx.clear_checkpoint()
     ctx.log(f"wrote {path} ({wall:.1f}s)")
