@@ -30,6 +30,7 @@ CONFIG = dict(
     epochs=12,
     batch_size=100,
     lr=2e-3,
+    dropout=0.0,
     seed=0,
     n_train=0,  # 0 = all
     n_test=0,
@@ -58,15 +59,17 @@ def build(cfg):
     nparams = LIF.params(tau_mem=cfg["tau_mem"])
     T = cfg["steps"]
 
-    def forward(params, x, key, record_hidden=False):
-        spikes = rate(key, x, T)  # [T, B, n_in]
-        return net(params, nparams, spikes, record_hidden=record_hidden)
+    def forward(params, x, key, record_hidden=False, train=False):
+        k_in, k_drop = jax.random.split(key)
+        spikes = rate(k_in, x, T)  # [T, B, n_in]
+        drop = cfg["dropout"] if train else 0.0
+        return net(params, nparams, spikes, record_hidden=record_hidden, dropout_rate=drop, dropout_key=k_drop)
 
     def predict(params, x, key):
         return forward(params, x, key).mean(0)
 
     def loss_fn(params, x, y, key):
-        logits = predict(params, x, key)
+        logits = forward(params, x, key, train=True).mean(0)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     return forward, predict, loss_fn
@@ -105,7 +108,7 @@ def run(cfg, ctx):
     )
     # spike raster of the first test digit through the network
     out, hidden = forward(params, jnp.asarray(xte[:1]), k_ras, record_hidden=True)
-    inp = rate(k_ras, jnp.asarray(xte[:1]), cfg["steps"])
+    inp = rate(jax.random.split(k_ras)[0], jnp.asarray(xte[:1]), cfg["steps"])
     ctx.save_npz(
         "raster.npz",
         input=np.asarray(inp[:, 0]),

@@ -68,8 +68,26 @@ class SpikingMLP:
         if self.readout not in ("spikes", "membrane"):
             raise ValueError(f"readout must be 'spikes' or 'membrane', got {self.readout!r}")
 
-    def __call__(self, layers: Sequence[Dense], nparams: LIFParams, inputs, *, record_hidden: bool = False):
+    def __call__(
+        self,
+        layers: Sequence[Dense],
+        nparams: LIFParams,
+        inputs,
+        *,
+        record_hidden: bool = False,
+        dropout_rate: float = 0.0,
+        dropout_key=None,
+    ):
+        """Run the network on time-major ``inputs [T, ..., n_in]``.
+
+        ``dropout_rate``/``dropout_key``: drop hidden neurons with one mask per sample held for the
+        whole presentation (a dropped neuron is silent throughout), surviving spikes scaled by
+        ``1/(1 - rate)``.
+        """
         _check_layers(layers, inputs)
+        if dropout_rate and dropout_key is None:
+            raise ValueError("dropout_rate > 0 needs a dropout_key")
+        dkeys = jax.random.split(dropout_key, len(layers)) if dropout_rate else None
         x = inputs
         hidden = []
         n_layers = len(layers)
@@ -89,6 +107,9 @@ class SpikingMLP:
             state0 = self.neuron.init(nparams, cur.shape[1:], cur.dtype)
             _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat)
             x = z
+            if dropout_rate and not last:
+                keep = jax.random.bernoulli(dkeys[i], 1.0 - dropout_rate, z.shape[1:]).astype(z.dtype)
+                x = z * (keep / jnp.asarray(1.0 - dropout_rate, z.dtype))[None]
             if last:
                 out = z
             else:
