@@ -76,7 +76,7 @@ def _ref_steps(t_ref, dt):
 def _fire_and_reset(v, ref, p, dt, spike_fn, reset, detach_reset):
     refractory = ref > 0
     v = jnp.where(refractory, p.v_reset, v)
-    z = spike_fn(v - p.v_th) * (1 - refractory.astype(v.dtype))
+    z = jnp.where(refractory, jnp.zeros((), v.dtype), spike_fn(v - p.v_th))
     zr = jax.lax.stop_gradient(z) if detach_reset else z
     if reset == "zero":
         v = v - zr * (v - p.v_reset)
