@@ -43,10 +43,15 @@ def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
     axi.axis("off")
 
     T = ras["input"].shape[0]
-    for row, (key, title) in enumerate([("input", "input (784)"), ("hidden", f"hidden ({ras['hidden'].shape[1]})")]):
+    n_show = 200  # a readable subset of the hidden layer
+    rate_h = float(ras["hidden"].mean())
+    for row, (key, title) in enumerate(
+        [("input", "input px (784)"), ("hidden", f"hidden 0-{n_show - 1}\n(mean rate {rate_h:.2f}/step)")]
+    ):
         a = fig.add_subplot(gs[row, 2])
-        t, n = np.nonzero(ras[key])
-        a.scatter(t, n, s=0.4, marker="|", color="k")
+        data = ras[key] if key == "input" else ras[key][:, :n_show]
+        t, n = np.nonzero(data)
+        a.scatter(t, n, s=2.0, marker="|", color="k", linewidths=0.6)
         a.set_xlim(-0.5, T - 0.5)
         a.set_ylabel(title)
         a.set_xticklabels([])
