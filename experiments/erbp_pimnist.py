@@ -1,0 +1,376 @@
+"""eRBP / peRBP on permutation-invariant MNIST against random back-propagation and back-propagation.
+
+Rows (``--set arch=``): 784-100-10, 784-200-10, 784-500-10, 784-200-200-10, 784-500-500-10.
+Methods (``--set method=``):
+
+* ``erbp``: spiking two-compartment network trained online by eRBP (:mod:`spikejax.erbp`):
+  minibatches presented in parallel, weights updated at every time step while the samples are
+  shown, random centred feedback from the error neurons to the hidden dendrites;
+* ``perbp``: the same with stochastic synapses (``p_syn``, default 0.65), update blanked out with
+  the transmission;
+* ``rbp``: non-spiking ReLU MLP trained by random back-propagation (feedback alignment, fixed
+  random backward matrices), softmax cross-entropy, Adam;
+* ``bp``: the same MLP trained by back-propagation.
+
+Same architecture, data (60k train / full 10k test) and epoch budget for every method.  Each run
+writes ``results/erbp_pimnist-<arch>-<method>.json`` (``result_tag``), checkpoints every epoch
+(interrupt and rerun the same command to continue) and records the learning curve.  Spiking
+runs also record SynOps during inference (accuracy after n steps and at the first output spike,
+energy at ``pj_per_synop``) and a spike raster of one test digit (``.raster.npz``).
+
+Discretisation choices for a CPU budget (documented deviations from the Auryn protocol of
+papers.md 2.3): dt = 1 ms (Auryn 0.1 ms), 50 ms training presentations with a 10 ms burn-in
+(Auryn 250 ms / 50 ms) and ``lr`` raised to 3e-3 (5x Auryn; of 1.2e-3 and 3e-3, the better after 3
+epochs), 100 ms test presentations, minibatches of 100 samples presented in parallel (updates
+summed over the batch every step), each minibatch starting from rest, no noise input.  The
+baselines see the grey-level pixels, the spiking nets the binarised (> 0.43) spike trains.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from spikejax import erbp
+from spikejax.data import epoch_batches, load_dataset, take_batch
+from spikejax.synops import DEFAULT_PJ_PER_SYNOP, mac_count
+from spikejax.training import fit_classifier
+
+ARCHS = ("784-100-10", "784-200-10", "784-500-10", "784-200-200-10", "784-500-500-10")
+METHODS = ("erbp", "perbp", "rbp", "bp")
+
+CONFIG = dict(
+    arch="784-100-10",
+    method="erbp",
+    dataset="mnist",
+    epochs=8,
+    batch_size=100,
+    n_train=0,  # 0 = all 60000
+    n_test=0,  # 0 = all 10000
+    seed=0,
+    # spiking networks (eRBP, peRBP)
+    dt=1e-3,
+    t_train=0.05,
+    t_burnin=0.01,
+    t_test=0.1,
+    lr=3e-3,
+    gate_low=-1.15,
+    gate_high=1.15,
+    p_syn=0.65,  # used by method=perbp only
+    noise_std=0.0,
+    input_threshold=0.43,
+    input_rate=250.0,
+    label_rate=250.0,
+    eval_batch=1000,
+    pj_per_synop=DEFAULT_PJ_PER_SYNOP,
+    # non-spiking baselines (RBP, BP)
+    bp_lr=1e-3,
+    # throughput of eRBP training vs BP on 784-500-10: "auto" = only in erbp runs, "on", "off"
+    throughput="auto",
+    throughput_samples=3000,
+)
+
+QUICK = dict(
+    dataset="digits",
+    epochs=3,
+    batch_size=10,
+    t_train=0.05,
+    t_burnin=0.01,
+    t_test=0.05,
+    lr=2e-3,
+    input_threshold=0.3,
+    eval_batch=500,
+    throughput="off",
+)
+
+# Seed slide 23 (papers.md 2.5): PI-MNIST test error (%) per network and method.  The 500-500
+# row has three numbers; papers.md 2.5 places them as peRBP / RBP / BP (eRBP missing).
+PUBLISHED = {
+    "784-100-10": {"erbp": 3.94, "perbp": 3.02, "rbp": 2.74, "bp": 2.19},
+    "784-200-10": {"erbp": 3.53, "perbp": 2.69, "rbp": 2.15, "bp": 1.81},
+    "784-500-10": {"erbp": 2.76, "perbp": 2.40, "rbp": 2.08, "bp": 1.8},
+    "784-200-200-10": {"erbp": 3.48, "perbp": 2.29, "rbp": 2.42, "bp": 1.91},
+    "784-500-500-10": {"erbp": None, "perbp": 2.02, "rbp": 2.20, "bp": 1.90},
+}
+_NAMES = {"erbp": "eRBP", "perbp": "peRBP", "rbp": "RBP (GPU)", "bp": "BP (GPU)"}
+
+
+def _claims(arch: str, method: str, epochs: int | None = None) -> list:
+    pub = PUBLISHED.get(arch, {}).get(method)
+    ep = f", spikejax after {epochs} epochs" if epochs else ""
+    out = [
+        {
+            "claim": f"PI-MNIST {arch} {_NAMES[method]} test error (%){ep}",
+            "published": "n/a (not on the slide)" if pub is None else f"{pub}",
+            "metric": "test_err_pct",
+            "fmt": ".2f",
+        }
+    ]
+    if method in ("erbp", "perbp"):
+        out += [
+            {
+                "claim": f"{_NAMES[method]} {arch}: SynOps per classification until the first output spike",
+                "published": "~100k (seed slide 25, eRBP, <5% error)",
+                "metric": "synops.first_spike.mean_synops",
+                "fmt": ".0f",
+            },
+            {
+                "claim": f"{_NAMES[method]} {arch}: energy per classification at 20 pJ/SynOp, first-spike decision (uJ)",
+                "published": "2 uJ (seed slide 25)",
+                "metric": "synops.first_spike.energy_uJ",
+                "fmt": ".2f",
+            },
+        ]
+    return out
+
+
+# The whole published table (every row and method); run() narrows CLAIMS to the row it ran.
+CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
+
+
+def result_tag(cfg) -> str:
+    return f"{cfg['arch']}-{cfg['method']}"
+
+
+def parse_arch(arch: str, n_in: int) -> tuple:
+    try:
+        parts = [int(p) for p in str(arch).split("-")]
+    except ValueError:
+        raise ValueError(f"arch must look like 784-100-10 (one of {', '.join(ARCHS)}), got {arch!r}") from None
+    if len(parts) < 3 or parts[0] != 784 or parts[-1] != 10 or any(p <= 0 for p in parts):
+        raise ValueError(f"arch must be 784-<hidden>-...-10, e.g. one of {', '.join(ARCHS)}; got {arch!r}")
+    return (n_in,) + tuple(parts[1:])
+
+
+def _data(cfg, split):
+    kw = {"as_float": True} if cfg["dataset"] != "digits" else {}
+    x, y = load_dataset(cfg["dataset"], split, **kw)
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    y = np.asarray(y, np.int32)
+    n = cfg["n_train"] if split == "train" else cfg["n_test"]
+    if n:
+        x, y = x[:n], y[:n]
+    return x, y
+
+
+def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
+    return erbp.ERBPConfig(
+        sizes=sizes,
+        dt=cfg["dt"],
+        t_train=cfg["t_train"],
+        t_burnin=cfg["t_burnin"],
+        t_test=cfg["t_test"],
+        lr=cfg["lr"],
+        gate=(cfg["gate_low"], cfg["gate_high"]),
+        p_syn=cfg["p_syn"] if method == "perbp" else 1.0,
+        noise_std=cfg["noise_std"],
+        input_threshold=cfg["input_threshold"],
+        input_rate=cfg["input_rate"],
+        label_rate=cfg["label_rate"],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Spiking methods
+
+
+def _run_spiking(cfg, ctx, method, sizes, train, test):
+    ecfg = erbp_config(cfg, sizes, method)
+    xtr, ytr = (jnp.asarray(a) for a in train)
+    xte, yte = (jnp.asarray(a) for a in test)
+    key = jax.random.PRNGKey(cfg["seed"])
+    k_init, k_train, k_eval, k_ras = jax.random.split(key, 4)
+    epochs = cfg["epochs"]
+    train_epoch = erbp.make_train_epoch(ecfg, int(xtr.shape[0]), cfg["batch_size"])
+    evaluate = erbp.make_evaluate(ecfg, cfg["eval_batch"])
+    params = erbp.init_erbp(k_init, ecfg)
+    history = {"epoch": [], "train_acc_online": [], "test_acc": [], "test_err_pct": [], "epoch_time_s": [], "eval_time_s": [], "train_samples_per_s": []}
+    start = 0
+    ck = ctx.load_checkpoint()
+    if ck is not None:
+        start, (params, history) = ck
+        params = jax.tree_util.tree_map(jnp.asarray, params)
+        params = erbp.ERBPParams(tuple(params.w), tuple(params.g))
+    keys = jax.random.split(k_train, epochs)
+    summary = None
+    for e in range(start, epochs):
+        t0 = time.time()
+        params, tr_acc = train_epoch(params, xtr, ytr, keys[e])
+        tr_acc = float(tr_acc)
+        dt = time.time() - t0
+        t1 = time.time()
+        sums = evaluate(params, xte, yte, k_eval)
+        summary = erbp.evaluation_summary(sums, evaluate.steps, ecfg, cfg["pj_per_synop"])
+        dte = time.time() - t1
+        acc = summary["test_acc"]
+        history["epoch"].append(e + 1)
+        history["train_acc_online"].append(tr_acc)
+        history["test_acc"].append(acc)
+        history["test_err_pct"].append(100 * (1 - acc))
+        history["epoch_time_s"].append(dt)
+        history["eval_time_s"].append(dte)
+        history["train_samples_per_s"].append(int(xtr.shape[0]) / dt)
+        ctx.progress(e + 1, epochs, train_acc=tr_acc, test_acc=acc, epoch_s=round(dt, 1), eval_s=round(dte, 1))
+        ctx.save_checkpoint(e + 1, (params, history))
+    if summary is None:  # resumed after the last epoch: evaluate once more
+        summary = erbp.evaluation_summary(evaluate(params, xte, yte, k_eval), evaluate.steps, ecfg, cfg["pj_per_synop"])
+
+    # raster of the first test digit (hidden layers, output, error neurons silent at test)
+    _, rec = erbp.run_presentation(ecfg, params, xte[:1], k_ras)
+    arrays = {
+        "input": np.asarray(rec["input_spikes"][:, 0]),
+        "output": np.asarray(rec["out_spikes"][:, 0]),
+        "label": int(yte[0]),
+        "image": np.asarray(xte[0]),
+        "dt": ecfg.dt,
+    }
+    for i, s in enumerate(rec["layer_spikes"][:-1]):
+        arrays[f"hidden{i + 1}"] = np.asarray(s[:, 0])
+    ctx.save_npz("raster.npz", **arrays)
+    hidden_rates = [float(np.asarray(s).mean() / ecfg.dt) for s in rec["layer_spikes"][:-1]]
+    return {
+        "test_acc": summary["test_acc"],
+        "test_err_pct": 100 * (1 - summary["test_acc"]),
+        "history": history,
+        "train_time_s": float(np.sum(history["epoch_time_s"])),
+        "synops": summary,
+        "mean_hidden_rate_hz_first_test_digit": hidden_rates,
+        "ann_macs_per_classification": mac_count(sizes),
+        "erbp_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-spiking baselines
+
+
+def _run_baseline(cfg, ctx, method, sizes, train, test):
+    key = jax.random.PRNGKey(cfg["seed"])
+    k_init, k_fb, k_train = jax.random.split(key, 3)
+    params = erbp.init_mlp_params(k_init, sizes)
+    feedback = erbp.random_feedback(k_fb, sizes) if method == "rbp" else None
+
+    def loss_fn(p, xb, yb, k):
+        return erbp.mlp_loss(p, xb, yb, feedback)
+
+    def predict(p, xb, k):
+        return erbp.mlp_logits(p, xb)
+
+    params, hist = fit_classifier(
+        loss_fn,
+        predict,
+        params,
+        optax.adam(cfg["bp_lr"]),
+        train,
+        test,
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        key=k_train,
+        ctx=ctx,
+    )
+    hist = dict(hist)
+    hist["test_err_pct"] = [100 * (1 - a) for a in hist["test_acc"]]
+    hist["train_samples_per_s"] = [len(train[0]) / t for t in hist["epoch_time_s"]]
+    acc = hist["test_acc"][-1]
+    return {
+        "test_acc": acc,
+        "test_err_pct": 100 * (1 - acc),
+        "history": hist,
+        "train_time_s": float(np.sum(hist["epoch_time_s"])),
+        "ann_macs_per_classification": mac_count(sizes),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput: eRBP training vs BP on 784-500-10 (samples per second on this machine)
+
+
+def measure_throughput(cfg, train, n_samples: int) -> dict:
+    xtr, ytr = (jnp.asarray(a) for a in train)
+    n_in = int(xtr.shape[1])
+    sizes = (n_in, 500, 10)
+    n = min(int(n_samples), int(xtr.shape[0]))
+    n -= n % cfg["batch_size"]
+    xs, ys = xtr[:n], ytr[:n]
+    key = jax.random.PRNGKey(123)
+    out = {"arch": "784-500-10" if n_in == 784 else f"{n_in}-500-10", "batch_size": cfg["batch_size"], "load_avg_before": os.getloadavg()}
+
+    ecfg = erbp_config(cfg, sizes, "erbp")
+    params = erbp.init_erbp(key, ecfg)
+    ep = erbp.make_train_epoch(ecfg, n, cfg["batch_size"])
+    t0 = time.time()
+    compiled = ep.lower(params, xs, ys, key).compile()
+    out["erbp_compile_s"] = time.time() - t0
+    t0 = time.time()
+    p2, acc = compiled(params, xs, ys, key)
+    jax.block_until_ready(p2)
+    dt = time.time() - t0
+    out.update(erbp_samples=n, erbp_time_s=dt, erbp_samples_per_s=n / dt, erbp_steps_per_sample=ecfg.n_train_steps)
+
+    # BP (Adam, ReLU MLP): one full epoch over the training set
+    nb = int(xtr.shape[0]) // cfg["batch_size"]
+    opt = optax.adam(cfg["bp_lr"])
+    mp = erbp.init_mlp_params(key, sizes)
+
+    @jax.jit
+    def bp_epoch(p, s, k):
+        idx = epoch_batches(k, int(xtr.shape[0]), cfg["batch_size"])
+
+        def body(c, bi):
+            p, s = c
+            xb, yb = take_batch((xtr, ytr), bi)
+            g = jax.grad(erbp.mlp_loss)(p, xb, yb)
+            with jax.numpy_dtype_promotion("standard"):
+                u, s = opt.update(g, s, p)
+                p = optax.apply_updates(p, u)
+            return (p, s), None
+
+        (p, s), _ = jax.lax.scan(body, (p, s), idx)
+        return p, s
+
+    s0 = opt.init(mp)
+    c = bp_epoch.lower(mp, s0, key).compile()
+    t0 = time.time()
+    r = c(mp, s0, key)
+    jax.block_until_ready(r)
+    dt = time.time() - t0
+    out.update(bp_samples=nb * cfg["batch_size"], bp_time_s=dt, bp_samples_per_s=nb * cfg["batch_size"] / dt)
+    out["bp_over_erbp_speed"] = out["bp_samples_per_s"] / out["erbp_samples_per_s"]
+    out["load_avg_after"] = os.getloadavg()
+    out["cpu_count"] = os.cpu_count()
+    return out
+
+
+def run(cfg, ctx):
+    method = cfg["method"]
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    train = _data(cfg, "train")
+    test = _data(cfg, "test")
+    sizes = parse_arch(cfg["arch"], train[0].shape[1])
+    CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"])
+    ctx.log(f"{method} {'-'.join(map(str, sizes))}: train {train[0].shape}, test {test[0].shape}")
+    if method in ("erbp", "perbp"):
+        metrics = _run_spiking(cfg, ctx, method, sizes, train, test)
+    else:
+        metrics = _run_baseline(cfg, ctx, method, sizes, train, test)
+    metrics.update(
+        method=method,
+        arch=cfg["arch"],
+        sizes=list(sizes),
+        epochs=cfg["epochs"],
+        n_train=int(len(train[0])),
+        n_test=int(len(test[0])),
+        published_test_err_pct=PUBLISHED.get(cfg["arch"], {}).get(method),
+    )
+    if cfg["throughput"] == "on" or (cfg["throughput"] == "auto" and method == "erbp"):
+        ctx.log("timing eRBP vs BP training throughput on 784-500-10")
+        metrics["throughput"] = measure_throughput(cfg, train, cfg["throughput_samples"])
+    elif cfg["throughput"] not in ("on", "off", "auto"):
+        raise ValueError(f"throughput must be 'auto', 'on' or 'off', got {cfg['throughput']!r}")
+    return metrics

@@ -1,0 +1,294 @@
+"""eRBP / peRBP: direction of the update against the true gradient (rate version), the boxcar gate,
+blank-out gating of updates, online learning with batch size 1, SynOps accounting, input checks,
+and the non-spiking baselines."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from spikejax import erbp
+from spikejax.erbp import ERBPConfig, ERBPParams
+from spikejax.plasticity import cosine
+from spikejax.synops import (
+    accuracy_vs_synops,
+    count_synops,
+    decide,
+    energy_joules,
+    first_spike_steps,
+    mac_count,
+    synops_per_step,
+    synops_until_first_spike,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Direction of the eRBP update (spikes replaced by rates)
+
+
+def _rate_problem(key, sizes=(12, 9, 4), batch=32):
+    cfg = ERBPConfig(sizes=sizes, lr=1.0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = erbp.init_erbp(k1, cfg)
+    # small weights keep every current inside the gate, where the clip network is differentiable
+    params = ERBPParams(tuple(0.3 * w for w in params.w), params.g)
+    x = jax.random.uniform(k2, (batch, sizes[0]), jnp.float32)
+    target = jax.nn.one_hot(jax.random.randint(k3, (batch,), 0, sizes[-1]), sizes[-1], dtype=jnp.float32)
+    return cfg, params, x, target
+
+
+def _true_neg_gradient(cfg, ws, x, target):
+    """-dL/dW of L = 1/2 sum (target - y)^2 for y = clip(clip(x W1) W2), written independently."""
+    lo, hi = cfg.gate
+
+    def loss(ws):
+        h = x
+        for w in ws:
+            h = jnp.clip(h @ w, lo, hi)
+        return 0.5 * jnp.sum((target - h) ** 2)
+
+    return jax.tree_util.tree_map(lambda g: -g, jax.grad(loss)(ws))
+
+
+def test_rate_erbp_with_transposed_feedback_follows_the_gradient(key):
+    cfg, params, x, target = _rate_problem(key)
+    _, currents = erbp.rate_forward(cfg, params, x)
+    assert all(float(jnp.max(jnp.abs(a))) < cfg.gate[1] for a in currents)
+    exact = ERBPParams(params.w, (params.w[1].T,))  # G = W_out^T: eRBP becomes back-propagation
+    upd = erbp.rate_updates(cfg, exact, x, target)
+    grad = _true_neg_gradient(cfg, params.w, x, target)
+    assert float(cosine(upd, grad)) > 0.999
+    assert float(cosine(upd[0], grad[0])) > 0.999  # hidden layer too
+    np.testing.assert_allclose(np.asarray(upd[1]), np.asarray(grad[1]), rtol=1e-4, atol=1e-6)
+
+
+def test_rate_erbp_with_random_feedback_is_positive_but_smaller(key):
+    cfg, params, x, target = _rate_problem(key)
+    grad = _true_neg_gradient(cfg, params.w, x, target)
+    exact = float(cosine(erbp.rate_updates(cfg, ERBPParams(params.w, (params.w[1].T,)), x, target), grad))
+    cos = []
+    for s in range(8):
+        g = erbp.centred_feedback(jax.random.uniform(jax.random.PRNGKey(100 + s), (4, 9), jnp.float32, -1, 1))
+        cos.append(float(cosine(erbp.rate_updates(cfg, ERBPParams(params.w, (g,)), x, target), grad)))
+    assert all(0.0 < c < exact - 1e-3 for c in cos), cos
+
+
+# ---------------------------------------------------------------------------------------------
+# The spiking network
+
+
+def _tiny_task(seed, n, n_in=20, flip=0.1):
+    """Two noisy binary prototypes (linearly separable)."""
+    rng = np.random.default_rng(seed)
+    protos = np.array([[1] * 10 + [0] * 10, [0] * 10 + [1] * 10], np.float32)[:, np.random.default_rng(123).permutation(n_in)]
+    y = rng.integers(0, 2, n).astype(np.int32)
+    x = protos[y].copy()
+    f = rng.random(x.shape) < flip
+    x[f] = 1 - x[f]
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def test_tiny_net_learns_online_with_batch_size_one():
+    x, y = _tiny_task(0, 200)
+    xt, yt = _tiny_task(1, 200)
+    cfg = ERBPConfig(sizes=(20, 16, 2), t_train=0.05, t_burnin=0.01, t_test=0.05, lr=5e-3)
+    params = erbp.init_erbp(jax.random.PRNGKey(0), cfg)
+    train = erbp.make_train_epoch(cfg, 200, batch_size=1)
+    evaluate = erbp.make_evaluate(cfg, 200)
+    before = erbp.evaluation_summary(evaluate(params, xt, yt, jax.random.PRNGKey(9)), evaluate.steps, cfg)["test_acc"]
+    for e in range(2):
+        params, _ = train(params, x, y, jax.random.PRNGKey(e))
+    after = erbp.evaluation_summary(evaluate(params, xt, yt, jax.random.PRNGKey(9)), evaluate.steps, cfg)["test_acc"]
+    assert before < 0.7 and after >= 0.95, (before, after)
+
+
+def _single_step_setup(cfg, key, batch=2):
+    """Weights, a state with dendrites and currents set by hand, and an input whose every pixel
+    spikes at step 0 (regular code with phase 1 - p)."""
+    params = erbp.init_erbp(key, cfg)
+    st = erbp.init_state(cfg, batch)
+    lay = list(st.layers)
+    n_h = cfg.sizes[1]
+    u = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, n_h, dtype=jnp.float32)[None, :], (batch, n_h)) + 0.01
+    i = jnp.broadcast_to(jnp.linspace(-3.0, 3.0, n_h, dtype=jnp.float32)[None, :], (batch, n_h))
+    lay[0] = lay[0]._replace(u=u, i=i)
+    st = st._replace(layers=tuple(lay))
+    p_in = jnp.full((batch, cfg.sizes[0]), cfg.input_rate * cfg.dt, jnp.float32)
+    enc = (p_in, 1.0 - p_in)
+    lab = (jnp.zeros((batch, cfg.n_out), jnp.float32), jnp.zeros((batch, cfg.n_out), jnp.float32))
+    return params, st, enc, lab, i
+
+
+def test_boxcar_gate_zeroes_updates_outside_its_range(key):
+    cfg = ERBPConfig(sizes=(6, 11, 3), gate=(-1.15, 1.15))
+    params, st, enc, lab, i = _single_step_setup(cfg, key)
+    (ws, _), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), key), enc=enc, lab=lab, learn=True, train=True)
+    dw = np.asarray(ws[0] - params.w[0])
+    inside = np.asarray((i[0] > -1.15) & (i[0] < 1.15))
+    assert np.all(dw[:, ~inside] == 0)
+    assert np.all(dw[:, inside] != 0)
+    # the update is lr * (number of samples) * U on every presynaptic spike
+    u0 = np.asarray(st.layers[0].u[0])
+    np.testing.assert_allclose(dw[:, inside], np.broadcast_to(2 * cfg.lr * u0[inside], dw[:, inside].shape), rtol=1e-4, atol=1e-7)
+    # a gate no current reaches freezes learning over a whole presentation
+    cfg2 = ERBPConfig(sizes=(6, 11, 3), gate=(50.0, 60.0))
+    p = erbp.init_erbp(key, cfg2)
+    x = jnp.ones((4, 6), jnp.float32)
+    present = jax.jit(erbp.present, static_argnums=(0,), static_argnames=("train", "record"))
+    p2, _ = present(cfg2, p, x, jnp.array([0, 1, 2, 0]), key, train=True)
+    for a, b in zip(p.w, p2.w):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    p3, _ = present(cfg, p, x, jnp.array([0, 1, 2, 0]), key, train=True)
+    assert any(float(jnp.max(jnp.abs(a - b))) > 0 for a, b in zip(p.w, p3.w))
+
+
+@pytest.mark.parametrize("mask_mode", ["shared", "per_sample"])
+def test_perbp_updates_only_on_transmitted_events(key, mask_mode):
+    cfg = ERBPConfig(sizes=(6, 11, 3), p_syn=0.5, mask_mode=mask_mode)
+    params, st, enc, lab, i = _single_step_setup(cfg, key, batch=1)
+    step_key = jax.random.PRNGKey(7)
+    (ws, st2), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=True, train=True)
+    # recompute the coins the step drew for layer 0 (same key derivation as erbp._step)
+    _, _, k_mask = jax.random.split(step_key, 3)
+    shape = params.w[0].shape if mask_mode == "shared" else (1,) + params.w[0].shape
+    mask = np.asarray(erbp.coins(jax.random.split(k_mask, 2)[0], shape, 0.5)).reshape(params.w[0].shape)
+    assert 0.3 < mask.mean() < 0.7
+    dw = np.asarray(ws[0] - params.w[0])
+    inside = np.asarray((i[0] > -1.15) & (i[0] < 1.15))
+    assert np.all(dw[mask == 0] == 0)  # blanked-out events do not teach
+    assert np.all(dw[(mask == 1) & inside[None, :]] != 0)  # transmitted ones (inside the gate) do
+    # and the transmitted drive is the masked sum: i_new = (i_old + x) * exp(-dt/tau_syn)
+    x_soma = np.ones(6, np.float32) @ (np.asarray(params.w[0]) * mask)
+    expect_i = (np.asarray(i[0]) + x_soma) * np.exp(-cfg.dt / cfg.tau_syn)
+    np.testing.assert_allclose(np.asarray(st2.layers[0].i[0]), expect_i, rtol=1e-5, atol=1e-6)
+    # with p = 0 nothing is transmitted and nothing is learned
+    cfg0 = ERBPConfig(sizes=(6, 11, 3), p_syn=0.0, mask_mode=mask_mode)
+    (ws0, _), _ = erbp._step(cfg0, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=True, train=True)
+    np.testing.assert_array_equal(np.asarray(ws0[0]), np.asarray(params.w[0]))
+
+
+def test_error_neurons_fire_at_rectified_rate_difference(key):
+    """err+ ~ (L - P)+ and err- ~ (P - L)+: drive the error population directly."""
+    T = 400
+    lab = (jnp.arange(T) % 4 == 0).astype(jnp.float32)  # label at 250 Hz
+    out = (jnp.arange(T) % 10 == 0).astype(jnp.float32)  # output at 100 Hz
+    v_p = v_n = jnp.zeros(())
+    n_p = n_n = 0.0
+    for t in range(T):
+        d = 0.09 * lab[t] - 0.09 * out[t]
+        v_p, zp = erbp._error_step(v_p, d, 0.1)
+        v_n, zn = erbp._error_step(v_n, -d, 0.1)
+        n_p += float(zp)
+        n_n += float(zn)
+    rate_p = n_p / (T * 1e-3)
+    assert 0.8 * 0.9 * 150 < rate_p < 1.1 * 0.9 * 150  # ~ 0.9 (250 - 100) Hz
+    assert n_n == 0
+
+
+def test_synops_of_the_network_match_recorded_spikes(key):
+    cfg = ERBPConfig(sizes=(8, 5, 3), t_test=0.03)
+    params = erbp.init_erbp(key, cfg)
+    x = jax.random.uniform(key, (4, 8), jnp.float32)
+    _, o = erbp.run_presentation(cfg, params, x, key)
+    # hand count: every input spike reaches 5 hidden neurons, every hidden spike 3 outputs; spikes
+    # drive the next layer one step later, so the hidden spikes of step t-1 count at step t
+    s_in = np.asarray(o["input_spikes"])
+    s_h = np.asarray(o["layer_spikes"][0])
+    s_h_prev = np.concatenate([np.zeros_like(s_h[:1]), s_h[:-1]])
+    hand = 5 * s_in.sum(-1) + 3 * s_h_prev.sum(-1)
+    np.testing.assert_array_equal(np.asarray(o["synops"]), hand)
+
+
+def test_bad_inputs_raise_value_errors_naming_the_problem(key):
+    cfg = ERBPConfig(sizes=(8, 5, 3))
+    p = erbp.init_erbp(key, cfg)
+    with pytest.raises(ValueError, match=r"feedback matrix G\[0\].*shape \(5, 3\).*expected .*\(3, 5\)"):
+        erbp.check_params(cfg, ERBPParams(p.w, (p.g[0].T,)))
+    with pytest.raises(ValueError, match="feedback matrix G"):
+        erbp.run_presentation(cfg, ERBPParams(p.w, (jnp.zeros((3, 4)),)), jnp.zeros((1, 8)), key)
+    with pytest.raises(ValueError, match="one feedback matrix per hidden layer"):
+        erbp.check_params(cfg, ERBPParams(p.w, ()))
+    with pytest.raises(ValueError, match=r"forward weight matrix w\[1\]"):
+        erbp.check_params(cfg, ERBPParams((p.w[0], jnp.zeros((4, 3))), p.g))
+    with pytest.raises(ValueError, match="gate lower bound"):
+        ERBPConfig(gate=(1.15, -1.15))
+    with pytest.raises(ValueError, match="gate lower bound"):
+        ERBPConfig(gate=(0.5, 0.5))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="p_syn .* probability"):
+            ERBPConfig(p_syn=bad)
+    with pytest.raises(ValueError, match="t_burnin"):
+        ERBPConfig(t_train=0.05, t_burnin=0.05)
+    with pytest.raises(ValueError, match="x must be"):
+        erbp.present(cfg, p, jnp.zeros((2, 7)), None, key)
+
+
+def test_evaluate_counts_every_sample_once_with_padding(key):
+    cfg = ERBPConfig(sizes=(8, 5, 3), t_test=0.02)
+    params = erbp.init_erbp(key, cfg)
+    x = jax.random.uniform(key, (7, 8), jnp.float32)
+    y = jnp.array([0, 1, 2, 0, 1, 2, 0], jnp.int32)
+    ev = erbp.make_evaluate(cfg, batch_size=3)
+    s = erbp.evaluation_summary(ev(params, x, y, key), ev.steps, cfg)
+    assert s["n"] == 7
+    # same numbers as one unpadded batch of 7 would give, decided by hand
+    ev7 = erbp.make_evaluate(cfg, batch_size=7)
+    s7 = erbp.evaluation_summary(ev7(params, x, y, key), ev7.steps, cfg)
+    assert s7["n"] == 7 and 0.0 <= s7["test_acc"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# SynOps accounting against a hand-counted example
+
+
+def test_synops_hand_counted_example():
+    # 3 steps, 1 sample; input layer of 3 neurons (fan-out 4), hidden of 4 (fan-out 2), 2 outputs
+    s_in = np.array([[[1, 0, 1]], [[0, 0, 0]], [[1, 1, 1]]], np.float32)  # 2, 0, 3 spikes
+    s_h = np.array([[[0, 0, 0, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 1]]], np.float32)  # 0, 2, 1 spikes
+    out = np.array([[[0, 0]], [[0, 1]], [[1, 0]]], np.float32)  # first output spike at step 1, class 1
+    syn = count_synops([s_in, s_h], [4, 2])
+    np.testing.assert_array_equal(np.asarray(syn)[:, 0], [2 * 4 + 0, 0 + 2 * 2, 3 * 4 + 1 * 2])  # 8, 4, 14
+    assert int(first_spike_steps(out)[0]) == 1
+    assert float(synops_until_first_spike(syn, out)[0]) == 12.0  # 8 + 4
+    assert energy_joules(12.0, 20.0) == pytest.approx(240e-12)
+    # fan-out per neuron and blank-out masks
+    assert float(synops_per_step(s_in[0], fan_out=np.array([1.0, 5.0, 2.0], np.float32))[0]) == 3.0
+    m = np.array([[1, 0, 1, 1], [1, 1, 1, 1], [0, 0, 1, 0]], np.float32)  # row sums 3, 4, 1
+    assert float(synops_per_step(s_in[2], mask=m)[0]) == 8.0
+    r = accuracy_vs_synops(out, syn, np.array([1]), steps=[1, 2, 3], dt=1e-3)
+    assert r["first_spike"]["accuracy"] == 1.0 and r["first_spike"]["mean_synops"] == 12.0
+    assert r["first_spike"]["energy_uJ"] == pytest.approx(12 * 20e-12 * 1e6)
+    assert r["after_steps"]["accuracy"] == [0.0, 1.0, 0.0]  # silent at 1 step; 1 wins at 2; tie 1:1 -> class 0 at 3
+    assert r["after_steps"]["mean_synops"] == [8.0, 12.0, 26.0]
+    assert mac_count([784, 100, 10]) == 79400
+    with pytest.raises(ValueError, match="exactly one of"):
+        synops_per_step(s_in[0])
+
+
+def test_decide_breaks_ties_by_the_tie_value():
+    counts = jnp.array([[2.0, 2.0, 1.0], [0.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    tie = jnp.array([[-5.0, -4.0, 9.0], [-50.0, -40.0, -45.0], [0.0, -1.0, 0.0]])
+    np.testing.assert_array_equal(np.asarray(decide(counts, tie)), [1, -1, 1])
+    np.testing.assert_array_equal(np.asarray(decide(counts, tie, silent=None)), [1, 1, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+
+
+def test_fa_matmul_backward_uses_the_feedback_matrix(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (5, 4), jnp.float32)
+    w = jax.random.normal(k2, (4, 3), jnp.float32)
+    b = jax.random.normal(k3, (4, 3), jnp.float32)
+    g = jnp.ones((5, 3), jnp.float32)
+    gx, gw, _ = jax.vjp(erbp.fa_matmul, x, w, b)[1](g)
+    np.testing.assert_allclose(np.asarray(gx), np.asarray(g @ b.T), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(gw), np.asarray(x.T @ g), rtol=1e-6)
+    # with B = W random back-propagation is back-propagation
+    params = erbp.init_mlp_params(key, [4, 6, 3])
+    fb = [params[1][0]]
+    y = jnp.array([0, 1, 2, 0, 1])
+    g_bp = jax.grad(erbp.mlp_loss)(params, x, y)
+    g_fa = jax.grad(erbp.mlp_loss)(params, x, y, fb)
+    for a, c in zip(jax.tree_util.tree_leaves(g_bp), jax.tree_util.tree_leaves(g_fa)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-7)
