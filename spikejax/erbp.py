@@ -379,6 +379,7 @@ def present(
     """
     if key is None:
         raise ValueError("present: a PRNG key is required")
+    params = check_params(cfg, params)
     x = jnp.asarray(x)
     if x.ndim != 2 or x.shape[1] != cfg.sizes[0]:
         raise ValueError(f"x must be [batch, {cfg.sizes[0]}], got shape {x.shape}")

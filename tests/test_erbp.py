@@ -205,6 +205,10 @@ def test_bad_inputs_raise_value_errors_naming_the_problem(key):
         erbp.check_params(cfg, ERBPParams(p.w, (p.g[0].T,)))
     with pytest.raises(ValueError, match="feedback matrix G"):
         erbp.run_presentation(cfg, ERBPParams(p.w, (jnp.zeros((3, 4)),)), jnp.zeros((1, 8)), key)
+    with pytest.raises(ValueError, match="feedback matrix G"):
+        erbp.make_train_epoch(cfg, 4, 2)(ERBPParams(p.w, (p.g[0].T,)), jnp.zeros((4, 8)), jnp.zeros((4,), jnp.int32), key)
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        erbp.make_train_epoch(cfg, 4, 5)
     with pytest.raises(ValueError, match="one feedback matrix per hidden layer"):
         erbp.check_params(cfg, ERBPParams(p.w, ()))
     with pytest.raises(ValueError, match=r"forward weight matrix w\[1\]"):
