@@ -159,7 +159,7 @@ def _train(cfg, sizes, xtr, ytr, epochs, key):
 
     def fwd(p, x):
         for i, (w, b) in enumerate(p):
-            x = x @ w + b
+            x = x @ w + b[None, :]
             if i < len(p) - 1:
                 x = jax.nn.relu(x)
         return x
@@ -179,7 +179,8 @@ def _train(cfg, sizes, xtr, ytr, epochs, key):
         def body(c, i):
             p, st = c
             l, g = jax.value_and_grad(loss)(p, X[i], Y[i])
-            u, st = opt.update(g, st, p)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats with int32 counts
+                u, st = opt.update(g, st, p)
             return (optax.apply_updates(p, u), st), l
 
         (p, st), ls = jax.lax.scan(body, (p, st), idx)
