@@ -78,9 +78,9 @@ def make_inputs(cfg, seed=0):
     return x, layers, target, xs, gs
 
 
-def spikejax_fns():
+def spikejax_fns(unroll=1):
     neuron = LIF(spike_fn=fast_sigmoid(C.SURROGATE_SLOPE), reset="subtract")
-    net = SpikingMLP(neuron=neuron, readout="spikes", dt=C.DT)
+    net = SpikingMLP(neuron=neuron, readout="spikes", dt=C.DT, unroll=unroll)
     nparams = neuron.params(tau_mem=C.TAU_MEM, v_th=C.V_TH, dtype=jnp.float32)
 
     def forward(layers, x):
@@ -130,11 +130,12 @@ def flops(cfg):
 def bench_config(name, cfg, args):
     x, layers, target, xs, gs = make_inputs(cfg)
     ws = [l.w for l in layers]
-    sj_fwd, sj_fwdbwd, sj_rates = spikejax_fns()
+    sj_fwd, sj_fwdbwd, sj_rates = spikejax_fns(args.unroll)
+    res_unroll = args.unroll
     fl_fwd, fl_fwdbwd = floor_fns()
     timer = functools.partial(C.time_fn, repeats=args.repeats, min_time=args.min_time)
 
-    res = {"config": name, "shape": C.describe(cfg), **cfg, "flops": flops(cfg)}
+    res = {"config": name, "shape": C.describe(cfg), **cfg, "flops": flops(cfg), "unroll": res_unroll}
     # activity (untimed): mean spike rate per layer, so a silent network is visible in the results
     sj_jits, sj_args = {"fwd": sj_fwd, "fwd+bwd": sj_fwdbwd}, {"fwd": (layers, x), "fwd+bwd": (layers, x, target)}
     fl_jits, fl_args = {"fwd": fl_fwd, "fwd+bwd": fl_fwdbwd}, {"fwd": (ws, xs), "fwd+bwd": (ws, xs, gs)}
@@ -183,6 +184,7 @@ def main(argv=None):
     ap.add_argument("--configs", default="all", help=f"comma-separated subset of {','.join(C.CONFIGS)} (default all)")
     ap.add_argument("--repeats", type=int, default=7, help="minimum timed repeats per measurement (>= 5 for reporting)")
     ap.add_argument("--min-time", type=float, default=2.0, help="keep repeating until this many seconds were timed")
+    ap.add_argument("--unroll", type=int, default=1, help="lax.scan unroll factor of the LIF time loop (SpikingMLP(unroll=...))")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats: a smoke test, not a measurement")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     args = ap.parse_args(argv)

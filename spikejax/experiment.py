@@ -49,6 +49,12 @@ __all__ = [
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "mip", "scikit-learn", "optuna", "spikejax")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
     path = Path(path)
@@ -59,6 +65,7 @@ def atomic_write_bytes(path: os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give results the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -63,8 +63,11 @@ class SpikingMLP:
     readout: str = "membrane"
     dt: float = 1e-3
     remat: bool = False
+    unroll: int = 1
 
     def __post_init__(self):
+        if isinstance(self.unroll, bool) or not isinstance(self.unroll, int) or self.unroll < 1:
+            raise ValueError(f"unroll must be a positive int, got {self.unroll!r}")
         if self.readout not in ("spikes", "membrane"):
             raise ValueError(f"readout must be 'spikes' or 'membrane', got {self.readout!r}")
 
@@ -102,10 +105,10 @@ class SpikingMLP:
                     v = a * v + (1 - a) * c
                     return v, v
 
-                _, out = jax.lax.scan(integ, jnp.zeros(cur.shape[1:], cur.dtype), cur)
+                _, out = jax.lax.scan(integ, jnp.zeros(cur.shape[1:], cur.dtype), cur, unroll=self.unroll)
                 break
             state0 = self.neuron.init(nparams, cur.shape[1:], cur.dtype)
-            _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat)
+            _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat, unroll=self.unroll)
             x = z
             if dropout_rate and not last:
                 keep = jax.random.bernoulli(dkeys[i], 1.0 - dropout_rate, z.shape[1:]).astype(z.dtype)

@@ -111,3 +111,18 @@ def test_results_table_reads_numbers_from_results_files(tmp_path):
     (tmp_path / "x-quick.json").write_text(json.dumps(rec))  # smoke results never enter the table
     table = render(tmp_path)
     assert table.count("| acc | 97.3 | 98.0 |") == 1
+
+
+def test_atomic_write_gives_ordinary_file_mode(tmp_path):
+    import os
+
+    from spikejax.experiment import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_bytes(tmp_path / "r.json", b"{}")
+    finally:
+        os.umask(old)
+    assert p.read_bytes() == b"{}"
+    assert (p.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
+    assert not [q for q in tmp_path.iterdir() if q.name != "r.json"]  # no temp file left

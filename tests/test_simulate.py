@@ -117,3 +117,31 @@ def test_stochastic_lif_network_runs_under_simulate_with_keys(key):
     _, z3 = sj.simulate(step, p, m.init(p, (4,)), pre, key=jax.random.PRNGKey(9))
     np.testing.assert_array_equal(z1, z2)  # reproducible from the key
     assert not np.array_equal(np.asarray(z1), np.asarray(z3))
+
+
+def test_spiking_mlp_unroll_gives_identical_outputs_and_gradients(key, x64):
+    import jax
+    import jax.numpy as jnp
+    import pytest
+
+    from spikejax.neurons import LIF
+    from spikejax.nn import SpikingMLP, init_mlp
+    from spikejax.surrogate import fast_sigmoid
+
+    neuron = LIF(spike_fn=fast_sigmoid(25.0), reset="subtract")
+    p = neuron.params(tau_mem=20e-3, dtype=jnp.float64)
+    layers = init_mlp(key, [12, 16, 3], gain=3.0, dtype=jnp.float64)
+    x = jax.random.bernoulli(jax.random.fold_in(key, 1), 0.3, (30, 4, 12)).astype(jnp.float64)
+
+    def loss(layers, net):
+        return jnp.sum(net(layers, p, x) ** 2)
+
+    nets = [SpikingMLP(neuron=neuron, readout="membrane", unroll=u) for u in (1, 4, 7)]
+    outs = [net(layers, p, x) for net in nets]
+    grads = [jax.grad(loss)(layers, net) for net in nets]
+    for o, g in zip(outs[1:], grads[1:]):
+        assert jnp.allclose(o, outs[0], rtol=1e-12, atol=1e-13)  # same spikes; only reassociation
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(grads[0])):
+            assert jnp.allclose(a, b, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="unroll"):
+        SpikingMLP(unroll=0)
