@@ -130,6 +130,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def tune_malloc(enabled: bool) -> bool:
+    """Apply spikejax.runtime.tune_cpu_allocator (stdlib-only module, loaded by path so that the
+    peers' venv, which has no spikejax, gets the very same allocator settings)."""
+    if not enabled:
+        return False
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "spikejax" / "runtime.py"
+    spec = importlib.util.spec_from_file_location("_spikejax_runtime", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.tune_cpu_allocator()
+
+
+def add_malloc_flag(ap) -> None:
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="tuned (default): glibc serves large blocks from its heap (spikejax.runtime); "
+                         "default: glibc as configured")
+
+
 def machine_info() -> dict:
     info = {
         "cpu_model": cpu_model(),

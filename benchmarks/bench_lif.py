@@ -187,13 +187,16 @@ def main(argv=None):
     ap.add_argument("--unroll", type=int, default=1, help="lax.scan unroll factor of the LIF time loop (SpikingMLP(unroll=...))")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats: a smoke test, not a measurement")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
+    C.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    malloc_tuned = C.tune_malloc(args.malloc == "tuned")
     if args.quick:
         args.repeats = min(args.repeats, 3)
         args.min_time = 0.0
     configs = C.select_configs(args.configs, args.quick)
 
     info = C.machine_info()
+    info["malloc"] = {"requested": args.malloc, "tuned": malloc_tuned}
     info.update(jax_version=jax.__version__, jaxlib_version=_pkg_version("jaxlib"),
                 jax_backend=jax.default_backend(), devices=[str(d) for d in jax.devices()])
     with_spikejax = {}
@@ -205,7 +208,7 @@ def main(argv=None):
         with_spikejax = {"error": repr(e)}
     print(f"# spikejax LIF benchmark{' (QUICK: smoke-test sizes, not a measurement)' if args.quick else ''}")
     print(f"machine: {info['cpu_model']}, {info['cpu_count']} cores (usable {info.get('cpus_usable')}), "
-          f"load {info.get('loadavg_1_5_15')}; jax {jax.__version__}, backend {jax.default_backend()}", flush=True)
+          f"load {info.get('loadavg_1_5_15')}; jax {jax.__version__}, backend {jax.default_backend()}; malloc {args.malloc}", flush=True)
 
     t_start = time.time()
     results = [bench_config(name, cfg, args) for name, cfg in configs.items()]

@@ -1,6 +1,7 @@
 """Run an experiment: ``python -m experiments NAME [--quick] [--set key=value ...] [--out DIR]``.
 
-Writes ``DIR/NAME[-quick].json`` (default DIR: results/) atomically.  An interrupted run resumes
+Writes ``DIR/NAME[-quick].json`` (default DIR: results/) atomically.  Tunes glibc's allocator
+first (:mod:`spikejax.runtime`; ``SPIKEJAX_TUNE_MALLOC=0`` disables it).  An interrupted run resumes
 from its last checkpoint when restarted with the same command.
 """
 
@@ -29,6 +30,9 @@ def main(argv=None) -> int:
             doc = (load(n).__doc__ or "").strip().splitlines()
             print(f"{n:28s} {doc[0] if doc else ''}")
         return 0
+    from spikejax.runtime import tune_from_env
+
+    tune_from_env()  # CPU: keep XLA's temporaries out of fresh mmaps (SPIKEJAX_TUNE_MALLOC=0 disables)
     try:
         mod = load(args.name)
         if args.show_config:

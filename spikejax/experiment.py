@@ -110,6 +110,9 @@ def _git_commit() -> str | None:
         return None
 
 
+from . import runtime as _runtime  # noqa: E402
+
+
 def environment_info() -> dict:
     versions = {}
     for name in _PACKAGES:
@@ -129,6 +132,8 @@ def environment_info() -> dict:
         "jax_backend": jax.default_backend(),
         "devices": devices,
         "packages": versions,
+        "malloc_tuned": _runtime.allocator_tuned(),
+        "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -248,7 +248,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--compare", default=None, metavar="BENCH_LIF_JSON",
                     help="a bench_lif.py results file: adds spikejax's median and the peer/spikejax ratio")
+    C.add_malloc_flag(ap)
     args = ap.parse_args(argv)
+    malloc_tuned = C.tune_malloc(args.malloc == "tuned")
     if args.quick:
         args.repeats = min(args.repeats, 3)
         args.min_time = 0.0
@@ -259,6 +261,7 @@ def main(argv=None):
     configs = C.select_configs(args.configs, args.quick)
 
     info = C.machine_info()
+    info["malloc"] = {"requested": args.malloc, "tuned": malloc_tuned}
     info["versions"] = {p: _version(p) for p in ("torch", "snntorch", "norse", "spyx", "jax", "jaxlib", "flax", "numpy")}
     all_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     n_threads = args.threads or all_cores
