@@ -1,0 +1,185 @@
+"""Regenerate BENCHMARKS.md from the committed benchmark results files (never typed by hand).
+
+    python benchmarks/report.py            # writes BENCHMARKS.md at the repository root
+
+Sections are filled from, when present:
+
+* ``benchmarks/results/bench_lif.json`` (and ``bench_lif-malloc-default.json``): spikejax vs the
+  matmul floor (``benchmarks/bench_lif.py``);
+* ``benchmarks/results/bench_peers.json``: snnTorch / Norse / Spyx on the same work
+  (``benchmarks/peers/bench_peers.py``);
+* ``benchmarks/results/bench_sweep.json``: vmapped sweep vs one-after-another
+  (``benchmarks/bench_sweep.py``);
+* ``benchmarks/results/bench_erbp.json``: eRBP training throughput (``benchmarks/bench_erbp.py``);
+* ``results/softlif_dropout_diabetes.json``: permanent-dropout samples, one vmapped call vs a
+  Python loop (measured inside that experiment).
+
+A missing file leaves its section saying so, with the command that produces it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RES = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _ms(s):
+    return C.fmt_ms(s)
+
+
+def _machine_line(m: dict, extra: str = "") -> str:
+    load = m.get("loadavg_1_5_15")
+    load_s = f"load average (1/5/15 min) at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}" if load else "load n/a"
+    commit = m.get("git_commit", "n/a")
+    return (f"Machine: {m.get('cpu_model', '?')}, {m.get('cpus_usable', m.get('cpu_count', '?'))} usable cores, "
+            f"{m.get('mem_total_gib', '?')} GiB; {load_s}; commit `{commit[:12]}`{extra}.")
+
+
+def lif_section(out: list[str]) -> dict:
+    tuned = _load(RES / "bench_lif.json")
+    default = _load(RES / "bench_lif-malloc-default.json")
+    out.append("## Linear + LIF networks vs the matmul floor (issue 2)\n")
+    out.append("Command (project venv, repository root):\n")
+    out.append("```bash\npython benchmarks/bench_lif.py --json benchmarks/results/bench_lif.json\n"
+               "python benchmarks/bench_lif.py --malloc default --json benchmarks/results/bench_lif-malloc-default.json\n```\n")
+    if tuned is None:
+        out.append("_Not measured yet (no `benchmarks/results/bench_lif.json`)._\n")
+        return {}
+    m = tuned["machine"]
+    out.append(_machine_line(m, f"; jax {m.get('jax_version', '?')}, backend {m.get('jax_backend', '?')}") + "\n")
+    out.append("Every layer after the input is Linear + LIF (subtractive reset, fast-sigmoid surrogate, float32); "
+               "inputs are Bernoulli(0.1) spikes `[T, B, n_in]`. `fwd`: output spike trains; `fwd+bwd`: "
+               "`value_and_grad` of a loss on the output spike counts. Floor: the dense matrix products alone "
+               "(forward products; plus weight- and input-gradient products for `fwd+bwd`). Medians over "
+               "repeated calls with `block_until_ready`; compile time (first call) reported separately. "
+               "`malloc tuned` = `spikejax.runtime.tune_cpu_allocator()` (glibc serves XLA's large temporaries "
+               "from its heap instead of fresh mmaps; see `faults/call`).\n")
+    rows = ["| config | shape | pass | malloc | compile s | spikejax ms | floor ms | spikejax / floor | page faults per call | repeats |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    by = {}
+    for label, rec in (("tuned", tuned), ("default", default)):
+        if rec is None:
+            continue
+        for r in rec["results"]:
+            for mode in ("fwd", "fwd+bwd"):
+                e = r[mode]
+                by[(r["config"], mode, label)] = e
+                rows.append(
+                    f"| {r['config']} | {r['shape']} | {mode} | {label} | {e['spikejax']['first_s']:.2f} | "
+                    f"{_ms(e['spikejax']['median_s'])} | {_ms(e['floor']['median_s'])} | **{e['ratio']:.2f}** | "
+                    f"{e['spikejax'].get('minflt_per_call', float('nan')):.0f} | {e['spikejax']['repeats']} |")
+    out.append("\n".join(rows) + "\n")
+    worst = max((v["ratio"], k) for k, v in by.items() if k[2] == "tuned")
+    out.append(f"Target (issue 2): within 1.5x of the floor on every configuration. Worst ratio with the tuned "
+               f"allocator: **{worst[0]:.2f}** ({worst[1][0]} {worst[1][1]}).\n")
+    return {(k[0], k[1]): v["spikejax"]["median_s"] for k, v in by.items() if k[2] == "tuned"}
+
+
+def peers_section(out: list[str], sj: dict) -> None:
+    rec = _load(RES / "bench_peers.json")
+    out.append("## spikejax vs snnTorch, Norse and Spyx (issue 2)\n")
+    out.append("Command (the peers live in their own virtualenv, never spikejax dependencies):\n")
+    out.append("```bash\nbash benchmarks/peers/setup_peers.sh\nbenchmarks/peers/.venv/bin/python benchmarks/peers/bench_peers.py "
+               "--json benchmarks/results/bench_peers.json --compare benchmarks/results/bench_lif.json\n```\n")
+    if rec is None:
+        out.append("_Not measured yet (no `benchmarks/results/bench_peers.json`)._\n")
+        return
+    m = rec["machine"]
+    vers = ", ".join(f"{k} {v}" for k, v in rec["machine"].get("versions", {}).items() if v)
+    out.append(_machine_line(m, f"; {vers}; torch threads {m.get('torch_threads', '?')}") + "\n")
+    rows = ["| config | shape | library | pass | peer ms | spikejax ms | peer / spikejax |", "|---|---|---|---|---|---|---|"]
+    wins, total = 0, 0
+    for r in rec["results"]:
+        for mode in ("fwd", "fwd+bwd"):
+            e = r.get(mode)
+            if not e or "median_s" not in e:
+                rows.append(f"| {r['config']} | {r['shape']} | {r['lib']} | {mode} | {e.get('error', 'n/a') if e else 'n/a'} | | |")
+                continue
+            s = sj.get((r["config"], mode), e.get("spikejax_median_s"))
+            ratio = e["median_s"] / s if s else float("nan")
+            total += 1
+            wins += ratio > 1
+            rows.append(f"| {r['config']} | {r['shape']} | {r['lib']} {r.get('version', '')} | {mode} | {_ms(e['median_s'])} | "
+                        f"{_ms(s) if s else 'n/a'} | **{ratio:.2f}** |")
+    out.append("\n".join(rows) + "\n")
+    out.append(f"spikejax is faster in {wins} of {total} (library, configuration, pass) comparisons "
+               "(peer / spikejax > 1 means spikejax is faster).\n")
+
+
+def _embedded(out: list[str], title: str, fname: str, command: str) -> None:
+    rec = _load(RES / fname)
+    out.append(f"## {title}\n")
+    out.append(f"Command:\n\n```bash\n{command}\n```\n")
+    if rec is None:
+        out.append(f"_Not measured yet (no `benchmarks/results/{fname}`)._\n")
+        return
+    if "machine" in rec:
+        out.append(_machine_line(rec["machine"]) + "\n")
+    if rec.get("description"):
+        out.append(rec["description"].rstrip(".") + ".\n")
+    out.append(rec.get("markdown", "_(no table in the results file)_") + "\n")
+
+
+def dropout_section(out: list[str]) -> None:
+    out.append("## Permanent dropout: 1,000 samples in one vmapped call vs a Python loop (issue 6)\n")
+    out.append("Command (measured inside the experiment, same run):\n\n```bash\npython -m experiments softlif_dropout_diabetes\n```\n")
+    rec = _load(ROOT / "results" / "softlif_dropout_diabetes.json")
+    if rec is None:
+        out.append("_Not measured yet._\n")
+        return
+    sp = rec["metrics"]["speed"]
+    env = rec["environment"]
+    out.append(f"Machine: {env.get('processor')}, {env.get('cpu_count')} cores, jax {env['packages'].get('jax')}; "
+               f"commit `{env.get('git_commit', '')[:12]}`. {sp.get('note', '')}\n")
+    rows = ["| inputs | vmapped (one call) ms | vmapped, chunks of 64 ms | loop of jitted calls ms | loop, one sync ms | "
+            "eager loop ms (extrapolated) | speedup vs jitted loop | vs eager loop |", "|---|---|---|---|---|---|---|---|"]
+    for label, t in ((f"{sp['n_observations']} observations (test set)", sp), ("1 observation", sp["single_observation"])):
+        rows.append(f"| {label} | {t['vmapped_s']*1e3:.1f} | {t['vmapped_chunks64_s']*1e3:.1f} | {t['loop_s']*1e3:.1f} | "
+                    f"{t['loop_async_s']*1e3:.1f} | {t['loop_eager_s_extrapolated']*1e3:.0f} | **{t['speedup']:.1f}x** | "
+                    f"{t['speedup_vs_eager_loop']:.0f}x |")
+    out.append("\n".join(rows) + "\n")
+    out.append(f"Target (issue 6): at least 20x over the loop, for {sp['n_samples']} samples over the whole test set.\n")
+
+
+def build() -> str:
+    out = ["# Benchmarks\n",
+           "Generated by `python benchmarks/report.py` from the results files in `benchmarks/results/` (and, for "
+           "permanent dropout, `results/`); re-run a section's command, then the report, to refresh it. Only this "
+           "2-core CPU machine was available (no GPU was lent to this project's sessions so far). Wall-clock numbers "
+           "on a shared machine are noisy: each section records the load average when it ran.\n"]
+    sj = lif_section(out)
+    peers_section(out, sj)
+    _embedded(out, "Vmapped hyperparameter sweep vs one configuration after another (issue 8)", "bench_sweep.json",
+              "python benchmarks/bench_sweep.py --json benchmarks/results/bench_sweep.json")
+    _embedded(out, "eRBP training throughput (issue 5)", "bench_erbp.json",
+              "python benchmarks/bench_erbp.py --json benchmarks/results/bench_erbp.json")
+    dropout_section(out)
+    return "\n".join(out)
+
+
+def main() -> int:
+    text = build()
+    path = ROOT / "BENCHMARKS.md"
+    tmp = path.with_name(".BENCHMARKS.md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # atomic
+    print(ROOT / "BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
