@@ -139,3 +139,49 @@ def test_bad_hyperparameters_raise():
         _task(defaults=(("lr", 0.1),))
     with pytest.raises(ValueError, match="epochs"):
         _task(epochs=0)
+
+
+def test_whetstone_bo_interrupted_in_the_bo_stage_resumes(tmp_path, monkeypatch):
+    """Kill the smoke run during its second BO round: the restart trains no grid point again,
+    re-runs the interrupted (asked, never told) trials with their stored parameters, and the
+    study ends with exactly bo_evals trials numbered 0..bo_evals-1 (continued, not restarted)."""
+    import json
+
+    from experiments import whetstone_bo as W
+    from spikejax.experiment import run_experiment
+
+    real = W._evaluate
+    calls = []
+
+    def crashing(task, configs, data, chunk):
+        calls.append(len(configs))
+        if len(calls) == 4:  # 2 grid chunks, BO round 1, then BO round 2 dies
+            raise KeyboardInterrupt("simulated interruption")
+        return real(task, configs, data, chunk)
+
+    monkeypatch.setattr(W, "_evaluate", crashing)
+    ck = tmp_path / "ck"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(W, quick=True, out_dir=tmp_path, ckpt_dir=ck, quiet=True)
+    assert list(ck.glob("*.optuna.log")), "the Optuna study must persist"
+    calls.clear()
+    asked = []
+
+    def recording(task, configs, data, chunk):
+        calls.append(len(configs))
+        asked.append([dict(c) for c in configs])
+        return real(task, configs, data, chunk)
+
+    monkeypatch.setattr(W, "_evaluate", recording)
+    path = run_experiment(W, quick=True, out_dir=tmp_path, ckpt_dir=ck, quiet=True)
+    rec = json.loads(path.read_text())
+    q = {**W.CONFIG, **W.QUICK}
+    assert rec["resumed_from_step"] == len(q["grid_log10_lr"]) ** 4  # the grid was not redone
+    # first call after restart: the interrupted round (its trials were pending), not a new study
+    assert calls[0] == q["bo_batch"] * q["bo_seeds"]
+    study = rec["metrics"]["bo"]["studies"][0]
+    assert [t["number"] for t in study] == list(range(q["bo_evals"]))
+    resumed = {(round(c["log10_lr"], 6), c["key_units"]) for c in asked[0]}
+    stored = {(round(t["config"]["log10_lr"], 6), t["config"]["key_units"]) for t in study[q["bo_batch"] : 2 * q["bo_batch"]]}
+    assert resumed == stored  # the pending trials ran with the parameters asked before the crash
+    assert not list(ck.glob("*.ckpt")) and not list(ck.glob("*.optuna.log"))  # cleaned up after success
