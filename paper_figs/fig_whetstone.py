@@ -1,56 +1,101 @@
-"""Whetstone on MNIST: accuracy as the network sharpens, the sharpening schedule, and one
+"""Whetstone on MNIST and Fashion-MNIST: accuracy as each network sharpens (every table row that
+has a results file), original vs spiking accuracy per row against the MLDL 2017 slides, and one
 activation's shape as it sharpens into a step."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._style import results, save
+from ._style import PALETTE, RESULTS_DIR, results, save
 
 NAME = "whetstone_mnist"
 
+#: (results-file stem, short label) in table order; the dense MNIST row is required.
+ROWS = (
+    ("whetstone_mnist", "MNIST dense 784-512-512"),
+    ("whetstone_mnist-stpu_cnn", "MNIST CNN 3x11x11 + pool"),
+    ("whetstone_mnist-cnn_restricted", "MNIST CNN 8x3x3 x2, 100 x2"),
+    ("whetstone_mnist-cnn_unrestricted", "MNIST CNN 32x10x10 x2, 100 x2"),
+    ("whetstone_mnist-fashion_mnist-dense", "Fashion dense 784-512-512"),
+    ("whetstone_mnist-fashion_mnist-stpu_cnn", "Fashion CNN 3x11x11 + pool"),
+    ("whetstone_mnist-fashion_mnist-cnn_restricted", "Fashion CNN 8x3x3 x2, 100 x2"),
+    ("whetstone_mnist-fashion_mnist-cnn_unrestricted", "Fashion CNN 32x10x10 x2, 100 x2"),
+)
 
-def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
-    res = results(NAME, results_dir)
-    m = res["metrics"]
-    h = m["history"]
+_PUBLISHED = {"dense": (97.3, 97.3), "stpu_cnn": (97.1, 94.9), "cnn_restricted": (98.5, 97.3), "cnn_unrestricted": (99.1, 98.5)}
+
+
+def _load_rows(results_dir: Path | None):
+    rows = [(ROWS[0][1], results(NAME, results_dir))]  # required (raises with the command if missing)
+    d = Path(results_dir or RESULTS_DIR)
+    for stem, label in ROWS[1:]:
+        p = d / f"{stem}.json"
+        if p.exists():
+            with open(p) as f:
+                rows.append((label, json.load(f)))
+    return rows
+
+
+def _row_panel(ax, label, res):
+    m, h = res["metrics"], res["metrics"]["history"]
     sharp = np.asarray(h["sharpness"], dtype=float)  # [epochs, layers]
     mean_s = sharp.mean(axis=1)
     acc = 100 * np.asarray(h["test_acc"], dtype=float)
     acc_sharp = 100 * np.asarray(h["test_acc_sharp"], dtype=float)
-    epochs = np.asarray(h["epoch"])
-
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), gridspec_kw={"width_ratios": [1.25, 1.0, 1.0]})
-
-    ax = axes[0]
-    ax.plot(mean_s, acc, "o-", ms=3, label="at current sharpness")
-    ax.plot(mean_s, acc_sharp, "s--", ms=3, label="all layers sharp (spiking)")
-    ax.axhline(m["original_acc_pct"], color="#7f7f7f", lw=0.8, ls=":", label=f"original (s = 0): {m['original_acc_pct']:.2f}%")
-    ax.axhline(m["spiking_acc_pct"], color="#c0504d", lw=0.8, ls=":", label=f"exported LIF net: {m['spiking_acc_pct']:.2f}%")
-    lo = min(np.nanmin(acc[mean_s > 0]) if np.any(mean_s > 0) else np.nanmin(acc), m["spiking_acc_pct"]) - 1.0
-    ax.set_ylim(max(lo, np.nanmin(acc_sharp) - 0.5, 80.0), max(np.nanmax(acc), m["original_acc_pct"]) + 0.4)
-    ax.set_xlabel("mean layer sharpness")
-    ax.set_ylabel("test accuracy (%)")
+    ax.plot(mean_s, acc, "o-", ms=2.5, label="at current sharpness")
+    ax.plot(mean_s, acc_sharp, "s--", ms=2.5, label="all layers sharp")
+    ax.axhline(m["original_acc_pct"], color="#7f7f7f", lw=0.8, ls=":", label=f"original: {m['original_acc_pct']:.2f}%")
+    ax.axhline(m["spiking_acc_pct"], color=PALETTE[1], lw=0.8, ls="-.", label=f"spiking (LIF): {m['spiking_acc_pct']:.2f}%")
+    top = max(np.nanmax(acc), m["original_acc_pct"]) + 0.4
+    late = acc[mean_s > 0] if np.any(mean_s > 0) else acc
+    lo = min(np.nanmin(late), m["spiking_acc_pct"]) - 1.0
+    ax.set_ylim(max(lo, top - 12.0), top)
     ax.set_xlim(-0.03, 1.03)
-    ax.legend(loc="lower right", fontsize=7)
-    ax.set_title(f"{m['net']} on {res['config']['dataset']} ({res['config']['input']})")
+    agree = m.get("spiking_vs_sharpened_agree") or f"{m['n_test'] - m['spiking_vs_sharpened_disagreements']}/{m['n_test']}"
+    ax.set_title(f"{label}\n{m['epochs_run']} epochs, {m['train_time_s']:.0f} s; agree {agree}", fontsize=8)
+    ax.legend(loc="lower left", fontsize=6)
 
-    ax = axes[1]
-    final = np.asarray(m["final_sharpness"], dtype=float)[None]
-    ep = np.concatenate([epochs, epochs[-1:] + 1])  # one extra step: the sharpness after the last epoch
-    for i in range(sharp.shape[1]):
-        ax.step(ep, np.concatenate([sharp[:, i], final[:, i]]), where="post", label=f"layer {i + 1}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("sharpness during the epoch")
-    ax.set_ylim(-0.05, 1.05)
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"{res['config']['sharpener']} sharpener, {m['epochs_run']} epochs, {m['train_time_s']:.0f} s")
 
-    ax = axes[2]
-    tr = m["activation_trace"]
+def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
+    rows = _load_rows(results_dir)
+    n_panels = len(rows) + 2
+    ncol = 4 if n_panels > 3 else n_panels
+    nrow = -(-n_panels // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.9 * nrow), squeeze=False)
+    flat = axes.ravel()
+    for ax, (label, res) in zip(flat, rows):
+        _row_panel(ax, label, res)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy (%)")
+    for ax in flat[: len(rows)]:
+        ax.set_xlabel("mean layer sharpness")
+
+    # summary: original vs spiking per row, with the slides' numbers for the MNIST rows
+    ax = flat[len(rows)]
+    xs = np.arange(len(rows))
+    orig = [r["metrics"]["original_acc_pct"] for _, r in rows]
+    spk = [r["metrics"]["spiking_acc_pct"] for _, r in rows]
+    ax.bar(xs - 0.2, orig, 0.4, label="original (ours)", color=PALETTE[0])
+    ax.bar(xs + 0.2, spk, 0.4, label="spiking (ours)", color=PALETTE[1])
+    for i, (_, r) in enumerate(rows):
+        if r["config"].get("dataset", "mnist") == "mnist" and r["metrics"]["net"] in _PUBLISHED:
+            po, ps = _PUBLISHED[r["metrics"]["net"]]
+            ax.plot([i - 0.2], [po], "k_", ms=9, mew=1.5)
+            ax.plot([i + 0.2], [ps], "k_", ms=9, mew=1.5, label="slides (MLDL 2017)" if i == 0 else None)
+    ax.set_xticks(xs, [str(i + 1) for i in xs])
+    ax.set_xlabel("row (panel order)")
+    ax.set_ylim(min(orig + spk + [94.9]) - 2.0, 100.0)
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="lower left", fontsize=6)
+    ax.set_title("original vs spiking per row", fontsize=8)
+
+    # one activation's shape as it sharpens (layer 1 of the dense MNIST row)
+    ax = flat[len(rows) + 1]
+    tr = rows[0][1]["metrics"]["activation_trace"]
     x = np.asarray(tr["x"])
     cmap = plt.get_cmap("viridis")
     for s, y in zip(tr["sharpness"], tr["y"]):
@@ -64,6 +109,8 @@ def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
     ax.set_xlabel("input x")
     ax.set_ylabel("activation")
     ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"layer-1 {tr['activation']} as it sharpens")
+    ax.set_title(f"layer-1 {tr['activation']} as it sharpens", fontsize=8)
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
     fig.tight_layout()
     return save(fig, out_dir, "fig_whetstone")

@@ -3,6 +3,7 @@ exact batch-norm folding, exported spiking network vs the sharpened network, bad
 
 import pickle
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -227,7 +228,7 @@ def test_fold_batchnorm_dense_exact(x64):
 
 def test_fold_batchnorm_through_model(x64):
     """The folded conv+dense weights reproduce the BatchNorm layers of a WhetstoneNet (float64)."""
-    model = W.WhetstoneNet((W.Conv(3, (3, 3)), W.Flatten(), W.Dense(6)), batch_norm=True, param_dtype=jnp.float64)
+    model = W.WhetstoneNet((W.Conv(3, (3, 3), padding="SAME"), W.Flatten(), W.Dense(6)), batch_norm=True, param_dtype=jnp.float64)
     x = jax.random.normal(jax.random.PRNGKey(1), (16, 5, 5, 2), jnp.float64)
     v = model.init(jax.random.PRNGKey(0), x, jnp.zeros(2))
     # give the BN layers non-trivial statistics and affine parameters
@@ -346,6 +347,101 @@ def test_spiking_cnn_with_bn_and_pool_matches(x64):
     np.testing.assert_array_equal(net.predict(x), np.asarray(encoding.nhot_decode(y_sharp, K)))
 
 
+# ---------------------------------------------------------------------------------------------
+# convolution as patches @ kernel (float64 against lax.conv)
+# ---------------------------------------------------------------------------------------------
+
+
+def _lax_conv(x, w, strides, padding):
+    return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("impl", ["slices", "patches", "lax"])
+@pytest.mark.parametrize(
+    "shape,kernel,strides,padding",
+    [
+        ((3, 9, 8, 1), (3, 3), (1, 1), "VALID"),
+        ((2, 11, 11, 3), (10, 10), (1, 1), "VALID"),
+        ((2, 9, 10, 2), (3, 4), (2, 1), "SAME"),
+        ((2, 7, 7, 2), (2, 3), (2, 3), ((1, 2), (0, 1))),
+        ((4, 5, 5, 1), (1, 1), (1, 1), "VALID"),
+    ],
+)
+def test_conv2d_equals_lax_conv(x64, impl, shape, kernel, strides, padding):
+    rng = np.random.default_rng(sum(shape) + sum(kernel))
+    x = jnp.asarray(rng.normal(size=shape))
+    w = jnp.asarray(rng.normal(size=kernel + (shape[-1], 5)))
+    ref = np.asarray(_lax_conv(x, w, strides, padding))
+    got = W.conv2d(x, w, strides, padding, impl)
+    assert got.dtype == jnp.float64 and got.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12)
+    # gradients with respect to the input and the kernel match too
+    ct = jnp.asarray(rng.normal(size=ref.shape))
+    g_ref = jax.grad(lambda a, b: jnp.sum(_lax_conv(a, b, strides, padding) * ct), argnums=(0, 1))(x, w)
+    g = jax.grad(lambda a, b: jnp.sum(W.conv2d(a, b, strides, padding, impl) * ct), argnums=(0, 1))(x, w)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-11)
+
+
+def test_conv2d_against_numpy_loops(x64):
+    """An independent direct sum, so the reference above is not only lax.conv itself."""
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(2, 6, 7, 3)), rng.normal(size=(3, 2, 3, 4))
+    ref = np.zeros((2, 4, 6, 4))
+    for i in range(4):
+        for j in range(6):
+            ref[:, i, j] = np.einsum("bhwc,hwco->bo", x[:, i : i + 3, j : j + 2], w)
+    np.testing.assert_allclose(np.asarray(W.conv2d(jnp.asarray(x), jnp.asarray(w))), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_patch_conv_layer_matches_flax_conv(x64):
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 12, 12, 2), jnp.float64)
+    for padding in ("VALID", "SAME"):
+        ours = W.PatchConv(4, (5, 5), padding=padding, param_dtype=jnp.float64)
+        v = ours.init(jax.random.PRNGKey(1), x)
+        assert v["params"]["kernel"].shape == (5, 5, 2, 4) and v["params"]["bias"].shape == (4,)
+        ref = nn.Conv(4, (5, 5), padding=padding, param_dtype=jnp.float64, kernel_init=nn.initializers.glorot_uniform())
+        v_ref = ref.init(jax.random.PRNGKey(1), x)
+        # same parameter layout and the same initial values (same initialiser as WhetstoneNet passes, same key)
+        np.testing.assert_array_equal(np.asarray(v["params"]["kernel"]), np.asarray(v_ref["params"]["kernel"]))
+        p = {"params": {"kernel": v["params"]["kernel"], "bias": jnp.arange(4.0, dtype=jnp.float64)}}
+        np.testing.assert_allclose(np.asarray(ours.apply(p, x)), np.asarray(ref.apply(p, x)), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_defaults_and_errors():
+    assert W.Conv(8).padding == "VALID"  # Keras default
+    x, w = jnp.zeros((1, 5, 5, 2)), jnp.zeros((3, 3, 2, 4))
+    assert W.conv2d(x, w).shape == (1, 3, 3, 4)
+    with pytest.raises(ValueError, match="conv impl"):
+        W.conv2d(x, w, impl="fft")
+    with pytest.raises(ValueError, match="channels"):
+        W.conv2d(x, jnp.zeros((3, 3, 1, 4)))
+    with pytest.raises(ValueError, match="padding"):
+        W.conv2d(x, w, padding="FULL")
+    with pytest.raises(ValueError, match="larger than"):
+        W.conv2d(x, jnp.zeros((6, 6, 2, 4)))
+
+
+@pytest.mark.parametrize("impl", ["slices", "lax"])
+def test_spiking_cnn_valid_two_convs_matches(x64, impl):
+    """The CNN-row topology (two VALID convs, two dense), float64: exported net == sharpened net."""
+    model = W.WhetstoneNet(
+        (W.Conv(3, (3, 3)), W.Conv(4, (2, 2)), W.Flatten(), W.Dense(12), W.Dense(20)),
+        activation="sigmoid", batch_norm=True, param_dtype=jnp.float64, conv_impl=impl,
+    )
+    x = (jax.random.uniform(jax.random.PRNGKey(4), (64, 7, 7, 1), jnp.float64) > 0.5).astype(jnp.float64)
+    v = model.init(jax.random.PRNGKey(0), x, jnp.zeros(4))
+    _, upd = model.apply(v, x, jnp.zeros(4), train=True, mutable=["batch_stats"])
+    v = {"params": v["params"], "batch_stats": upd["batch_stats"]}
+    K = W.make_key(jax.random.PRNGKey(2), 10, 20)
+    net = W.export_spiking(model, v, K, input_shape=(7, 7, 1), sharpness=np.ones(4))
+    assert [op.kind for op in net.ops] == ["conv", "conv", "dense", "dense"]
+    assert all(op.conv_impl == impl for op in net.ops if op.kind == "conv")
+    y_sharp = np.asarray(model.apply(v, x, W.full_sharpness(4)))
+    assert 0 < y_sharp.mean() < 1
+    np.testing.assert_array_equal(np.asarray(net.run(encoding.direct(x, net.depth)))[net.depth - 1], y_sharp)
+
+
 def test_direct_current_input_export():
     model = W.WhetstoneNet((W.Dense(16), W.Dense(10)))
     x = jax.random.uniform(jax.random.PRNGKey(1), (32, 12))
@@ -444,3 +540,25 @@ def test_error_other_bad_inputs():
             model, v, jnp.eye(10), W.SimpleSharpener(3), optax.sgd(0.1), (np.zeros((4, 3), np.float32), np.zeros(4, np.int32)),
             (np.zeros((4, 3), np.float32), np.zeros(4, np.int32)), max_epochs=1, batch_size=2, key=jax.random.PRNGKey(0),
         )
+
+
+def test_whetstone_mnist_cnn_row_smoke(tmp_path, monkeypatch):
+    """The experiment's CNN path end to end on 8x8 digits: trains, sharpens, exports, agrees."""
+    import json
+
+    import experiments
+    from spikejax.experiment import run_experiment
+
+    monkeypatch.setenv("SPIKEJAX_CKPT", str(tmp_path / "ckpt"))
+    mod = experiments.load("whetstone_mnist")
+    over = ["net=cnn_restricted", "n_train=800", "n_test=300", "start_epoch=1", "steps=1", "max_epochs=8"]
+    path = run_experiment(mod, quick=True, overrides=over, out_dir=tmp_path, quiet=True)
+    m = json.loads(path.read_text())["metrics"]
+    assert m["fully_sharpened"] and m["epochs_run"] == 6  # 1 epoch at s = 0, then one layer per epoch
+    assert m["spiking_vs_sharpened_disagreements"] == 0
+    assert m["spiking_vs_sharpened_agree"] == f"{m['n_test']}/{m['n_test']}"
+    assert [k for k in m["layers"] if "Conv" in k] and "VALID" in m["layers"][0]
+    assert m["spiking_acc_pct"] == m["sharpened_acc_pct"] and m["spiking_acc_pct"] > 30.0
+    assert mod.result_tag(dict(mod.CONFIG)) == ""
+    assert mod.result_tag(dict(mod.CONFIG, net="stpu_cnn")) == "stpu_cnn"
+    assert mod.result_tag(dict(mod.CONFIG, net="dense", dataset="fashion_mnist")) == "fashion_mnist-dense"
