@@ -9,7 +9,8 @@ Loaded on first use (``spikejax.whetstone`` etc. or ``import spikejax.whetstone`
 activations -> binary spiking nets), ``softlif`` and ``uncertainty`` (SoftLIF conversion,
 permanent dropout, KS agreement), ``erbp``, ``plasticity`` and ``synops`` (event-driven random
 backpropagation, three-factor rules, SynOps/energy), ``integer`` and ``metrics`` (integer
-weights by MIP / branch and bound, Design Index), ``sweep``, ``tuning`` and ``pareto``
+weights by MIP / branch and bound, Design Index), ``integer_snn`` (integer-weight spiking MLPs
+run in fixed point), ``bgl`` (Blue Gene/L log templates, node-failure features), ``sweep``, ``tuning`` and ``pareto``
 (vmapped sweeps, Bayesian optimisation, Pareto fronts).
 """
 
@@ -29,7 +30,9 @@ _LAZY = (
     "plasticity",
     "synops",
     "integer",
+    "integer_snn",
     "metrics",
+    "bgl",
     "sweep",
     "tuning",
     "pareto",
