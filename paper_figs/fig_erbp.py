@@ -96,4 +96,54 @@ def make(out_dir: Path, results_dir: Path | None = None, arch: str = ARCH) -> li
     ax.set_title("accuracy vs SynOps (inference)")
     ax.legend(loc="lower right", fontsize=7)
     fig.suptitle("Event-driven random back-propagation (eRBP) on PI-MNIST", y=1.02)
-    return save(fig, out_dir, "fig_erbp")
+    paths = save(fig, out_dir, "fig_erbp")
+    paths += _rows_figure(out_dir, results_dir)
+    return paths
+
+
+ARCHS = ("784-100-10", "784-200-10", "784-500-10", "784-200-200-10", "784-500-500-10")
+
+
+def _rows_figure(out_dir: Path, results_dir: Path | None) -> list[Path]:
+    """Every row of the seed's table that has results: spikejax test error (bars, epochs run in the
+    label) next to the published number (black ticks), one group per architecture."""
+    rows = {}
+    for a in ARCHS:
+        for m, _ in METHODS:
+            try:
+                rows[(a, m)] = results(f"{NAME}-{a}-{m}", results_dir)["metrics"]
+            except FileNotFoundError:
+                pass
+    if len(rows) <= 4:
+        return []
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    width = 0.2
+    labelled = set()
+    for j, ((m, label), color) in enumerate(zip(METHODS, PALETTE)):
+        for i, a in enumerate(ARCHS):
+            x = i + (j - 1.5) * width
+            r = rows.get((a, m))
+            if r is not None:
+                ax.bar(x, r["test_err_pct"], width * 0.9, color=color, label=None if m in labelled else label)
+                labelled.add(m)
+                ax.text(x, r["test_err_pct"] * 1.03, f"{r['test_err_pct']:.2f}\n{len(r['history']['test_err_pct'])}ep", ha="center", va="bottom", fontsize=5.5)
+            pub = PUBLISHED_ROWS.get(a, {}).get(m)
+            if pub is not None:
+                ax.plot([x - width * 0.45, x + width * 0.45], [pub, pub], "k-", lw=1.6)
+    ax.plot([], [], "k-", lw=1.6, label="published (seed slide 23)")
+    ax.set_xticks(range(len(ARCHS)))
+    ax.set_xticklabels(ARCHS)
+    ax.set_ylabel("test error (%), full MNIST test set")
+    ax.set_title("PI-MNIST: spikejax (bars; number of epochs run below each value) vs published (black)")
+    ax.legend(fontsize=7, ncol=5, loc="upper right")
+    ax.set_ylim(0, max(r["test_err_pct"] for r in rows.values()) * 1.3)
+    return save(fig, out_dir, "fig_erbp_rows")
+
+
+PUBLISHED_ROWS = {
+    "784-100-10": {"erbp": 3.94, "perbp": 3.02, "rbp": 2.74, "bp": 2.19},
+    "784-200-10": {"erbp": 3.53, "perbp": 2.69, "rbp": 2.15, "bp": 1.81},
+    "784-500-10": {"erbp": 2.76, "perbp": 2.40, "rbp": 2.08, "bp": 1.8},
+    "784-200-200-10": {"erbp": 3.48, "perbp": 2.29, "rbp": 2.42, "bp": 1.91},
+    "784-500-500-10": {"erbp": None, "perbp": 2.02, "rbp": 2.20, "bp": 1.90},
+}

@@ -296,3 +296,29 @@ def test_fa_matmul_backward_uses_the_feedback_matrix(key):
     g_fa = jax.grad(erbp.mlp_loss)(params, x, y, fb)
     for a, c in zip(jax.tree_util.tree_leaves(g_bp), jax.tree_util.tree_leaves(g_fa)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-5, atol=1e-7)
+
+
+def test_poisson_membrane_noise_kicks_the_membrane(key):
+    """Auryn's PoissonStimulator: Poisson(noise_rate dt) kicks of noise_std on the membrane.  With
+    zero weights the net is silent; kicks larger than the threshold make every neuron fire about
+    once per step it is not refractory and receives a kick; kicks far below it never do."""
+    base = dict(sizes=(6, 5, 3), t_test=0.1)
+    p = erbp.init_erbp(key, ERBPConfig(**base))
+    p = ERBPParams(tuple(jnp.zeros_like(w) for w in p.w), p.g)
+    x = jnp.ones((4, 6), jnp.float32)
+
+    def rate(**kw):
+        cfg = ERBPConfig(**base, **kw)
+        _, o = erbp.run_presentation(cfg, p, x, key)
+        return float(np.mean(np.asarray(o["layer_spikes"][0]))), cfg
+
+    assert rate()[0] == 0.0
+    assert rate(noise_std=0.01, noise_rate=1000.0)[0] == 0.0
+    r, cfg = rate(noise_std=0.5, noise_rate=1000.0)
+    # a neuron fires on the first kick after its refractory period: mean ISI = ref + 1/(1 - e^-lam)
+    lam = cfg.noise_rate * cfg.dt
+    ref = round(cfg.t_ref / cfg.dt)
+    expected = 1.0 / (ref + 1.0 / (1.0 - np.exp(-lam)))
+    assert abs(r - expected) < 0.04, (r, expected)
+    with pytest.raises(ValueError, match="noise_rate"):
+        ERBPConfig(noise_rate=-1.0)
