@@ -102,13 +102,13 @@ def _seed_io(m):
 CLAIMS = (
     [
         {
-            "claim": "BGL node-failure prediction (seed: one year of RPI's Blue Gene/L logs; ours: LLNL's BGL, LogHub samples, node card x 1-day windows): "
+            "claim": "BGL node-failure prediction (seed: one year of RPI's Blue Gene/L logs; ours: LLNL's BGL, LogHub samples; node unit and window in the next row): "
             "majority class ('no alert') train / val / test accuracy (%)",
             "published": "not given",
             "metric": "table.majority",
         },
         {
-            "claim": "... examples train / val / test (positive rate %)",
+            "claim": "... node unit x window: examples train / val / test (positive rate %)",
             "published": "n_train = 83,903",
             "metric": "split_summary",
         },
@@ -130,6 +130,13 @@ CLAIMS = (
         for m in MODELS
     ]
 )
+
+
+def result_tag(cfg) -> str:
+    """``""`` for the default node unit and window (and smoke runs), ``<node_level>-<hours>h`` otherwise."""
+    if cfg.get("_quick") or (cfg["node_level"], cfg["window_s"]) == (CONFIG["node_level"], CONFIG["window_s"]):
+        return ""
+    return f"{cfg['node_level']}-{cfg['window_s'] / 3600:g}h"
 
 
 def _files(cfg):
@@ -305,7 +312,7 @@ def run(cfg, ctx):
         "n_examples": int(len(y)),
         "n_features": int(x.shape[1]),
         "split": {**split_info, "positive_pct": pos},
-        "split_summary": " / ".join(f"{n} ({p:.2f}%)" for n, p in zip(split_info["n"], pos)),
+        "split_summary": f"{cfg['node_level']} x {cfg['window_s'] / 3600:g} h: " + " / ".join(f"{n} ({p:.2f}%)" for n, p in zip(split_info["n"], pos)),
         "k_sqrt": k_sqrt,
         "majority_class": maj_class,
         "majority_acc_pct": maj,

@@ -16,11 +16,11 @@ _SHORT = {"linreg": "LinReg", "knn3": "k-NN k=3", "knn_sqrt": "k-NN k=√n", "sv
 _PARTS = ("train", "val", "test")
 
 
-def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
-    res = results(NAME, results_dir)
-    m = res["metrics"]
+VARIANTS = (NAME, NAME + "-midplane-24h")  # the default (node card x 1 day) and the midplane variant
+
+
+def _row(ax, axd, m):
     models = list(_SHORT)
-    fig, (ax, axd) = plt.subplots(1, 2, figsize=(9.0, 3.4), gridspec_kw={"width_ratios": [2.3, 1]})
     x = np.arange(len(models))
     wd = 0.13
     for j, part in enumerate(_PARTS):
@@ -34,21 +34,32 @@ def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
     lo = min(min(m["models"][k]["acc_pct"][p] for k in models for p in _PARTS), min(m["models"][k]["seed_acc_pct"][p] for k in models for p in _PARTS))
     ax.set_ylim(max(0, lo - 2), 100.5)
     ax.set_xticks(x)
-    ax.set_xticklabels([_SHORT[k] for k in models])
+    ax.set_xticklabels([_SHORT[k] for k in models], fontsize=7)
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    ax.set_title(f"next-window alert, {m['node_level']} x {m['window_s'] // 3600} h windows, n = {m['split_summary']}", fontsize=7.5)
+    ax.set_title(f"next-window alert, LLNL BGL\n{m['split_summary']}", fontsize=7.5)
     groups: dict = {}  # models on the same point share one label
     for i, k in enumerate(models):
         d = m["models"][k]["design_index"]
         axd.scatter(d["I_o"], d["I_a"], color=PALETTE[i % len(PALETTE)], s=18)
         groups.setdefault((round(d["I_o"], 3), round(d["I_a"], 3)), []).append(_SHORT[k])
     for (io, ia), names in groups.items():
-        axd.annotate(", ".join(names), (io, ia), xytext=(3, 3), textcoords="offset points", fontsize=6.5)
+        axd.annotate(", ".join(names), (io, ia), xytext=(3, 3), textcoords="offset points", fontsize=6)
     axd.axhline(0, color="k", lw=0.6)
     axd.axvline(0, color="k", lw=0.6)
     axd.set_xlabel("overfitting index I_o = log10(e_v / e_t)")
     axd.set_ylabel("accuracy index I_a = log10(e_p / e_t)")
-    axd.set_title(f"Design Index (e_p = majority-class train error {100 * m['design_e_p']:.2f}%)", fontsize=7.5)
+    axd.set_title(f"Design Index\n(e_p = majority-class train error {100 * m['design_e_p']:.2f}%)", fontsize=7.5)
+
+
+def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
+    ms = [results(NAME, results_dir)["metrics"]]
+    try:
+        ms.append(results(VARIANTS[1], results_dir)["metrics"])
+    except FileNotFoundError:
+        pass
+    fig, axes = plt.subplots(len(ms), 2, figsize=(9.0, 3.3 * len(ms) + 0.6), gridspec_kw={"width_ratios": [2.3, 1]}, squeeze=False)
+    for (ax, axd), m in zip(axes, ms):
+        _row(ax, axd, m)
+    axes[-1, 0].legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.tight_layout()
     return save(fig, out_dir, "fig_bgl")
