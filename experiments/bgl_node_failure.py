@@ -92,6 +92,7 @@ SEED = {
     "snn": ("SNN (seed: on IBM TrueNorth; ours: spikejax IF network)", 95.8, 97.98, 95.4),
 }
 MODELS = tuple(SEED)
+_SHORT = {"linreg": "Linear Regression", "knn3": "K-NN (K = 3)", "knn_sqrt": "K-NN (K = sqrt(n_train))", "svm": "SVM", "dnn": "DNN", "snn": "SNN"}
 
 
 def _seed_io(m):
@@ -123,7 +124,7 @@ CLAIMS = (
     ]
     + [
         {
-            "claim": f"... {SEED[m][0].split(' (')[0]}: Design Index I_a, I_o (e_p = majority-class training error; seed: I_o from its table, no e_p given)",
+            "claim": f"... {_SHORT[m]}: Design Index I_a, I_o (e_p = majority-class training error; seed: I_o from its table, no e_p given)",
             "published": f"I_o {_seed_io(m):+.2f}",
             "metric": f"design_table.{m}",
         }
