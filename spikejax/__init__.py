@@ -11,7 +11,8 @@ permanent dropout, KS agreement), ``erbp``, ``plasticity`` and ``synops`` (event
 backpropagation, three-factor rules, SynOps/energy), ``integer`` and ``metrics`` (integer
 weights by MIP / branch and bound, Design Index), ``integer_snn`` (integer-weight spiking MLPs
 run in fixed point), ``bgl`` (Blue Gene/L log templates, node-failure features), ``sweep``, ``tuning`` and ``pareto``
-(vmapped sweeps, Bayesian optimisation, Pareto fronts).
+(vmapped sweeps, Bayesian optimisation, Pareto fronts), ``whetstone_sweep`` (vmappable Whetstone
+training for sweeps), ``runtime`` (CPU allocator tuning).
 """
 
 import importlib as _importlib
@@ -34,6 +35,8 @@ _LAZY = (
     "metrics",
     "bgl",
     "sweep",
+    "whetstone_sweep",
+    "runtime",
     "tuning",
     "pareto",
 )
