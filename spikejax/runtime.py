@@ -7,7 +7,9 @@ zeroing) per 4 KiB page it touches.  A backward pass through a 500-step LIF laye
 ``[T, B, N]`` residuals and spends more time faulting pages in than computing
 (``benchmarks/bench_lif.py`` reports faults per call).  Telling glibc to serve large blocks
 from its heap and not to give freed memory back to the OS removes those faults after the first
-call; the price is that the process keeps its peak heap.
+call; the price is that the process keeps its peak heap.  XLA's worker threads would otherwise
+get their own malloc arenas, whose heaps are shrunk (and re-faulted) on free, so the tuning also
+keeps every thread on the main arena (``M_ARENA_MAX = 1``).
 
 :func:`tune_cpu_allocator` does that with ``mallopt`` at run time (no environment variables
 needed before start-up).  It is opt-in for library users; the experiment runner
@@ -26,6 +28,7 @@ __all__ = ["tune_cpu_allocator", "allocator_tuned"]
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 
 _STATE = {"tuned": False}
 
@@ -56,7 +59,7 @@ def tune_cpu_allocator(*, trim_threshold: int = 1 << 30, top_pad: int = 64 << 20
         return False
     ok = all(
         lib.mallopt(ctypes.c_int(opt), ctypes.c_int(val)) == 1
-        for opt, val in ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
+        for opt, val in ((_M_MMAP_MAX, 0), (_M_ARENA_MAX, 1), (_M_TRIM_THRESHOLD, trim_threshold), (_M_TOP_PAD, top_pad))
     )
     _STATE["tuned"] = _STATE["tuned"] or ok
     return ok
