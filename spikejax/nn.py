@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from .neurons import LIF, LIFParams
+from .neurons.fused import fused_supported, lif_sequence
 from .simulate import simulate
 
 __all__ = ["Dense", "init_mlp", "SpikingMLP", "spike_count_logits"]
@@ -57,6 +58,10 @@ class SpikingMLP:
     ``readout``: ``"spikes"`` (last layer spikes too; decode spike counts) or ``"membrane"``
     (last layer is a non-spiking leaky integrator whose membrane trace is returned).
     ``record_hidden``: also return every hidden layer's spike train (for rasters).
+    ``fused``: ``None`` (default) runs plain :class:`LIF` layers with ``t_ref == 0`` (known when
+    traced) through :func:`spikejax.neurons.fused.lif_sequence`, which has the same forward pass
+    and a leaner hand-written backward pass, and every other neuron through :func:`simulate`;
+    ``False`` always uses :func:`simulate`; ``True`` demands the fused layer.
     """
 
     neuron: LIF = dataclasses.field(default_factory=LIF)
@@ -64,12 +69,28 @@ class SpikingMLP:
     dt: float = 1e-3
     remat: bool = False
     unroll: int = 1
+    fused: bool | None = None
 
     def __post_init__(self):
+        if self.fused not in (None, True, False):
+            raise ValueError(f"fused must be None (automatic), True or False, got {self.fused!r}")
         if isinstance(self.unroll, bool) or not isinstance(self.unroll, int) or self.unroll < 1:
             raise ValueError(f"unroll must be a positive int, got {self.unroll!r}")
         if self.readout not in ("spikes", "membrane"):
             raise ValueError(f"readout must be 'spikes' or 'membrane', got {self.readout!r}")
+
+    def _use_fused(self, nparams) -> bool:
+        if self.fused is False:
+            return False
+        ok = fused_supported(self.neuron, nparams)
+        if self.fused is True and not ok:
+            raise ValueError(
+                "SpikingMLP(fused=True) needs a plain LIF neuron with t_ref == 0 known at trace time "
+                "(pass the neuron parameters as constants, not as traced arguments); use fused=None or False"
+            )
+        # automatic: the fused layer unless the caller asked for rematerialisation or unrolling,
+        # which only the generic scan implements
+        return ok and (self.fused is True or (not self.remat and self.unroll == 1))
 
     def __call__(
         self,
@@ -107,8 +128,11 @@ class SpikingMLP:
 
                 _, out = jax.lax.scan(integ, jnp.zeros(cur.shape[1:], cur.dtype), cur, unroll=self.unroll)
                 break
-            state0 = self.neuron.init(nparams, cur.shape[1:], cur.dtype)
-            _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat, unroll=self.unroll)
+            if self._use_fused(nparams):
+                z = lif_sequence(self.neuron, nparams, cur, dt=self.dt)
+            else:
+                state0 = self.neuron.init(nparams, cur.shape[1:], cur.dtype)
+                _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat, unroll=self.unroll)
             x = z
             if dropout_rate and not last:
                 keep = jax.random.bernoulli(dkeys[i], 1.0 - dropout_rate, z.shape[1:]).astype(z.dtype)
