@@ -40,6 +40,10 @@ QUICK_CONFIGS: dict[str, dict] = {
     "long4096": dict(sizes=(48, 48), batch=2, steps=20),
 }
 P_IN = 0.1  # input spike probability per step
+# spikejax weight scale: init_mlp(gain=W_GAIN) (He-uniform x gain).  With gain 1 the current-driven
+# LIF layers of these shapes stay silent; 16 makes every layer spike (about 2-5% of neurons per
+# step, recorded as spike_rate_per_layer).  Dense compute does not depend on activity.
+W_GAIN = 16.0
 TAU_MEM = 20e-3  # s
 DT = 1e-3  # s
 V_TH = 1.0

@@ -14,7 +14,10 @@ repeats per measurement, default 7; fast measurements repeat until ``--min-time`
 What is timed, per configuration (see ``benchmarks/_common.py`` for the shapes):
 
 * ``spikejax``: ``spikejax.nn.SpikingMLP(LIF(fast_sigmoid(25), reset="subtract"), readout="spikes")``
-  on Bernoulli(0.1) input spikes ``[T, B, n_in]``, float32, every layer Linear + LIF.
+  on Bernoulli(0.1) input spikes ``[T, B, n_in]``, float32, every layer Linear + LIF, weights
+  ``init_mlp(gain=16)`` so every layer spikes.  By default SpikingMLP runs these layers through the
+  fused LIF layer (``spikejax.neurons.fused.lif_sequence``); ``--fused off`` times the generic
+  ``simulate()`` scan instead.
   ``fwd``: the jitted forward pass (output spike trains).  ``fwd+bwd``: the jitted
   ``value_and_grad`` of a scalar loss (mean squared error of the output spike counts against a
   fixed target) w.r.t. all weights and biases.
@@ -66,7 +69,7 @@ def make_inputs(cfg, seed=0):
     sizes, B, T = cfg["sizes"], cfg["batch"], cfg["steps"]
     k_in, k_w, k_t, k_f = jax.random.split(jax.random.PRNGKey(seed), 4)
     x = jax.random.bernoulli(k_in, C.P_IN, (T, B, sizes[0])).astype(jnp.float32)
-    layers = init_mlp(k_w, sizes, gain=1.0)
+    layers = init_mlp(k_w, sizes, gain=C.W_GAIN)
     target = jax.random.uniform(k_t, (B, sizes[-1]), jnp.float32, 0.0, 2.0)
     # floor operands: 0/1 "spike" inputs for every layer and dense cotangents of every layer output
     kx = jax.random.split(k_f, 2 * (len(sizes) - 1))
@@ -78,9 +81,9 @@ def make_inputs(cfg, seed=0):
     return x, layers, target, xs, gs
 
 
-def spikejax_fns(unroll=1):
+def spikejax_fns(unroll=1, fused=None):
     neuron = LIF(spike_fn=fast_sigmoid(C.SURROGATE_SLOPE), reset="subtract")
-    net = SpikingMLP(neuron=neuron, readout="spikes", dt=C.DT, unroll=unroll)
+    net = SpikingMLP(neuron=neuron, readout="spikes", dt=C.DT, unroll=unroll, fused=fused)
     nparams = neuron.params(tau_mem=C.TAU_MEM, v_th=C.V_TH, dtype=jnp.float32)
 
     def forward(layers, x):
@@ -130,12 +133,14 @@ def flops(cfg):
 def bench_config(name, cfg, args):
     x, layers, target, xs, gs = make_inputs(cfg)
     ws = [l.w for l in layers]
-    sj_fwd, sj_fwdbwd, sj_rates = spikejax_fns(args.unroll)
+    fused = {"auto": None, "off": False}[args.fused]
+    sj_fwd, sj_fwdbwd, sj_rates = spikejax_fns(args.unroll, fused)
     res_unroll = args.unroll
     fl_fwd, fl_fwdbwd = floor_fns()
     timer = functools.partial(C.time_fn, repeats=args.repeats, min_time=args.min_time)
 
-    res = {"config": name, "shape": C.describe(cfg), **cfg, "flops": flops(cfg), "unroll": res_unroll}
+    res = {"config": name, "shape": C.describe(cfg), **cfg, "flops": flops(cfg), "unroll": res_unroll,
+           "fused": args.fused, "w_gain": C.W_GAIN}
     # activity (untimed): mean spike rate per layer, so a silent network is visible in the results
     sj_jits, sj_args = {"fwd": sj_fwd, "fwd+bwd": sj_fwdbwd}, {"fwd": (layers, x), "fwd+bwd": (layers, x, target)}
     fl_jits, fl_args = {"fwd": fl_fwd, "fwd+bwd": fl_fwdbwd}, {"fwd": (ws, xs), "fwd+bwd": (ws, xs, gs)}
@@ -184,6 +189,8 @@ def main(argv=None):
     ap.add_argument("--configs", default="all", help=f"comma-separated subset of {','.join(C.CONFIGS)} (default all)")
     ap.add_argument("--repeats", type=int, default=7, help="minimum timed repeats per measurement (>= 5 for reporting)")
     ap.add_argument("--min-time", type=float, default=2.0, help="keep repeating until this many seconds were timed")
+    ap.add_argument("--fused", choices=["auto", "off"], default="auto",
+                    help="auto: SpikingMLP's default (the fused LIF layer, spikejax.neurons.fused); off: generic simulate() scan")
     ap.add_argument("--unroll", type=int, default=1, help="lax.scan unroll factor of the LIF time loop (SpikingMLP(unroll=...))")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, few repeats: a smoke test, not a measurement")
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
