@@ -58,10 +58,11 @@ class SpikingMLP:
     ``readout``: ``"spikes"`` (last layer spikes too; decode spike counts) or ``"membrane"``
     (last layer is a non-spiking leaky integrator whose membrane trace is returned).
     ``record_hidden``: also return every hidden layer's spike train (for rasters).
-    ``fused``: ``None`` (default) runs plain :class:`LIF` layers with ``t_ref == 0`` (known when
-    traced) through :func:`spikejax.neurons.fused.lif_sequence`, which has the same forward pass
-    and a leaner hand-written backward pass, and every other neuron through :func:`simulate`;
-    ``False`` always uses :func:`simulate`; ``True`` demands the fused layer.
+    ``fused``: ``None`` (default) runs plain :class:`LIF` layers through
+    :func:`spikejax.neurons.fused.lif_sequence` (same forward pass, leaner hand-written backward
+    pass; its forward scan is leanest when ``t_ref`` is a constant zero) unless ``remat`` or
+    ``unroll`` is asked for, and every other neuron through :func:`simulate`; ``False`` always uses
+    :func:`simulate`; ``True`` demands the fused layer.
     """
 
     neuron: LIF = dataclasses.field(default_factory=LIF)
@@ -85,8 +86,8 @@ class SpikingMLP:
         ok = fused_supported(self.neuron, nparams)
         if self.fused is True and not ok:
             raise ValueError(
-                "SpikingMLP(fused=True) needs a plain LIF neuron with t_ref == 0 known at trace time "
-                "(pass the neuron parameters as constants, not as traced arguments); use fused=None or False"
+                f"SpikingMLP(fused=True) needs a plain LIF neuron with LIFParams, got {type(self.neuron).__name__} "
+                f"with {type(nparams).__name__}; use fused=None or False"
             )
         # automatic: the fused layer unless the caller asked for rematerialisation or unrolling,
         # which only the generic scan implements

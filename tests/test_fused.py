@@ -22,17 +22,19 @@ def _generic(neuron, p, C):
     return simulate(neuron.step, p, neuron.init(p, C.shape[1:]), C, dt=DT)[1]
 
 
-def _fused(neuron, p, C):
-    # t_ref is held as a constant so that differentiating w.r.t. the other parameters keeps it concrete
-    return lif_sequence(neuron, p._replace(t_ref=jnp.zeros((), C.dtype)), C, dt=DT)
+def _fused(neuron, p, C, lean=True):
+    # lean: t_ref is replaced by a constant zero so that the forward scan needs no refractory counter
+    # even while the other parameters are traced (differentiated)
+    return lif_sequence(neuron, p._replace(t_ref=jnp.zeros((), C.dtype)) if lean else p, C, dt=DT)
 
 
-def _params(neuron, n, dtype):
+def _params(neuron, n, dtype, t_ref=0.0):
     return neuron.params(
         tau_mem=jnp.linspace(5e-3, 30e-3, n),  # per-neuron time constants
         v_th=1.0,
         v_reset=-0.2 if neuron.reset == "zero" else 0.0,
         v_leak=0.1,
+        t_ref=t_ref,
         dtype=dtype,
     )
 
@@ -47,21 +49,25 @@ def _params(neuron, n, dtype):
         )
     ],
 )
-def test_fused_equals_generic_forward_and_gradients(x64, reset, input_mode, detach, spike_fn):
+@pytest.mark.parametrize("t_ref", [0.0, 3e-3])
+def test_fused_equals_generic_forward_and_gradients(x64, reset, input_mode, detach, spike_fn, t_ref):
     T, N = 60, 21  # per-neuron parameters broadcast against [N] under strict rank promotion
     neuron = LIF(spike_fn=spike_fn, reset=reset, input_mode=input_mode, detach_reset=detach)
-    p = _params(neuron, N, jnp.float64)
+    p = _params(neuron, N, jnp.float64, t_ref)
     C = jax.random.normal(jax.random.PRNGKey(0), (T, N), jnp.float64) * 3.0 + 1.0
     if input_mode == "delta":
         C = 0.3 * C
     w = jax.random.normal(jax.random.PRNGKey(1), (T, N), jnp.float64)
 
-    z_gen, z_fus = _generic(neuron, p, C), _fused(neuron, p, C)
+    lean = t_ref == 0.0  # with t_ref > 0 the parameters are traced under grad: the counting forward scan
+    z_gen, z_fus = _generic(neuron, p, C), _fused(neuron, p, C, lean)
     assert 0.01 < float(jnp.mean(z_gen)) < 0.5  # the test exercises spikes and resets
     np.testing.assert_array_equal(np.asarray(z_fus), np.asarray(z_gen))
+    if not lean:
+        assert int(jnp.sum((z_gen[:-1] > 0) & (z_gen[1:] > 0))) == 0  # refractoriness is active
 
     g_gen = jax.grad(lambda p, C: jnp.sum(w * _generic(neuron, p, C)), argnums=(0, 1))(p, C)
-    g_fus = jax.grad(lambda p, C: jnp.sum(w * _fused(neuron, p, C)), argnums=(0, 1))(p, C)
+    g_fus = jax.grad(lambda p, C: jnp.sum(w * _fused(neuron, p, C, lean)), argnums=(0, 1))(p, C)
     for name, a, b in zip(["tau_mem", "v_th", "v_reset", "v_leak", "t_ref"], g_gen[0], g_fus[0]):
         if name == "t_ref":
             continue
@@ -81,6 +87,7 @@ def test_fused_gradient_matches_finite_differences_with_a_smooth_spike_function(
     C = 1.5 + jax.random.normal(jax.random.PRNGKey(2), (T, N), jnp.float64)
     w = jax.random.normal(jax.random.PRNGKey(3), (T, N), jnp.float64)
 
+    @jax.jit
     def loss(C, tau, v_th):
         q = p._replace(tau_mem=tau, v_th=v_th)
         return jnp.sum(w * _fused(neuron, q, C))
@@ -125,25 +132,32 @@ def test_spiking_mlp_uses_fused_layer_automatically_and_matches_generic(monkeypa
     for a, b in zip(jax.tree.leaves(g_auto), jax.tree.leaves(g_gen)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
-    # refractory neurons and traced parameters fall back to the generic scan
+    # refractory neurons and parameters traced inside jit take the fused layer's counting scan
     ref_params = neuron.params(tau_mem=20e-3, v_th=1.0, t_ref=2e-3)
-    assert not fused_supported(neuron, ref_params)
+    assert fused_supported(neuron, ref_params)
     net = SpikingMLP(neuron=neuron, readout="spikes")
     out_auto = net(layers, ref_params, x)
-    assert len(calls) == 2
-    np.testing.assert_array_equal(np.asarray(out_auto), np.asarray(SpikingMLP(neuron=neuron, readout="spikes", fused=False)(layers, ref_params, x)))
-    jax.jit(lambda p: net(layers, p, x))(nparams)
-    assert len(calls) == 2
+    assert len(calls) == 4
+    out_gen = SpikingMLP(neuron=neuron, readout="spikes", fused=False)(layers, ref_params, x)
+    np.testing.assert_array_equal(np.asarray(out_auto), np.asarray(out_gen))
+    out_jit = jax.jit(lambda p: net(layers, p, x))(ref_params)
+    assert len(calls) == 6
+    np.testing.assert_array_equal(np.asarray(out_jit), np.asarray(out_gen))
+    # rematerialisation and unrolling are only implemented by the generic scan
+    SpikingMLP(neuron=neuron, readout="spikes", remat=True)(layers, nparams, x)
+    SpikingMLP(neuron=neuron, readout="spikes", unroll=2)(layers, nparams, x)
+    assert len(calls) == 6
 
 
 def test_fused_bad_input_errors():
     neuron = LIF()
-    with pytest.raises(ValueError, match="t_ref == 0"):
-        lif_sequence(neuron, neuron.params(t_ref=1e-3), jnp.zeros((5, 3)), dt=DT)
+    mn = MihalasNiebur()
     with pytest.raises(ValueError, match="fused=True"):
-        SpikingMLP(neuron=neuron, readout="spikes", fused=True)(init_mlp(jax.random.PRNGKey(0), (3, 2)), neuron.params(t_ref=1e-3), jnp.zeros((5, 3)))
+        SpikingMLP(neuron=mn, readout="spikes", fused=True)(init_mlp(jax.random.PRNGKey(0), (3, 2)), neuron.params(), jnp.zeros((5, 3)))
     with pytest.raises(TypeError, match="plain"):
-        lif_sequence(MihalasNiebur(), neuron.params(), jnp.zeros((5, 3)), dt=DT)
+        lif_sequence(mn, neuron.params(), jnp.zeros((5, 3)), dt=DT)
+    with pytest.raises(TypeError, match="LIFParams"):
+        lif_sequence(neuron, tuple(neuron.params()), jnp.zeros((5, 3)), dt=DT)
     with pytest.raises(ValueError, match="floating"):
         lif_sequence(neuron, neuron.params(), jnp.zeros((5, 3), jnp.int32), dt=DT)
     with pytest.raises(ValueError, match="fused must be"):

@@ -1,11 +1,12 @@
 """A whole LIF population run over time as one differentiable primitive, with a lean backward pass.
 
 :func:`lif_sequence` gives exactly what ``simulate(LIF(...).step, params, LIF.init(params, shape),
-currents, dt=dt)`` gives for a LIF neuron **without refractory period** started from rest, but its
+currents, dt=dt)`` gives for a LIF population started from rest, but its
 gradient is a hand-derived adjoint (``jax.custom_vjp``) instead of the transpose of the scan:
 
 * forward: one ``lax.scan`` whose only saved output is the pre-reset membrane ``P[t]``
-  (one ``[T, ...]`` array; autodiff of the generic step keeps three float arrays and a mask);
+  (one ``[T, ...]`` array; autodiff of the generic step keeps three float arrays and a mask) when
+  ``t_ref`` is known to be zero;
 * backward: one reverse ``lax.scan`` for the adjoint ``G[t] = dL/dP[t]``::
 
       G[t] = dz[t] * S'(P[t] - v_th) + R'(P[t]) * a * G[t+1],   G[T] = 0
@@ -19,9 +20,11 @@ gradient is a hand-derived adjoint (``jax.custom_vjp``) instead of the transpose
   ``dL/dtheta = sum_t G[t] dF/dtheta + dz[t] dS/dtheta``), so trainable time constants and
   thresholds (scalars or per-neuron arrays) get exact gradients as well.
 
-:class:`spikejax.nn.SpikingMLP` uses it automatically for plain :class:`LIF` layers whose ``t_ref``
-is known to be zero when the network is traced; it is tested against the generic path (forward
-spikes bit-identical, gradients equal to rounding) in ``tests/test_fused.py``.
+:class:`spikejax.nn.SpikingMLP` uses it automatically for plain :class:`LIF` layers.  With a refractory
+period (or a ``t_ref`` that is traced, so not known to be zero) the forward scan also carries the
+refractory counter and saves a boolean mask ``M[t]``; a clamped neuron passes no gradient through
+``P[t]`` (``G[t] = 0`` where ``M[t]``), exactly as ``LIF.step``'s masking does.  Tested against the
+generic path (forward spikes bit-identical, gradients equal to rounding) in ``tests/test_fused.py``.
 """
 
 from __future__ import annotations
@@ -38,44 +41,41 @@ __all__ = ["lif_sequence", "fused_supported"]
 
 
 def fused_supported(neuron, params) -> bool:
-    """True when :func:`lif_sequence` reproduces ``simulate(neuron.step, ...)`` for these parameters:
-    ``neuron`` is a plain :class:`LIF` and ``t_ref`` is concretely zero (not a tracer)."""
-    if type(neuron) is not LIF or not isinstance(params, LIFParams):
-        return False
+    """True when :func:`lif_sequence` can stand in for ``simulate(neuron.step, ...)``: ``neuron`` is a
+    plain :class:`LIF` and ``params`` are :class:`LIFParams` (any ``t_ref``, concrete or traced)."""
+    return type(neuron) is LIF and isinstance(params, LIFParams)
+
+
+def _refractory_free(params) -> bool:
+    """``t_ref`` is known at trace time to be zero everywhere: the forward scan needs no counter."""
     t_ref = params.t_ref
-    if not is_concrete(t_ref):
-        return False
-    return bool(np.all(np.asarray(t_ref) == 0))
+    return is_concrete(t_ref) and bool(np.all(np.asarray(t_ref) == 0))
 
 
 def lif_sequence(neuron: LIF, params: LIFParams, currents, *, dt: float):
     """Spike trains ``[T, ...]`` of a LIF population driven by ``currents [T, ...]`` from rest.
 
     Equal to ``simulate(neuron.step, params, neuron.init(params, currents.shape[1:]), currents,
-    dt=dt)[1]`` for ``t_ref == 0``, with a cheaper gradient (see the module docstring).  Raises
-    ``ValueError`` if ``t_ref`` is non-zero or unknown at trace time (use the generic path then).
+    dt=dt)[1]``, with a cheaper gradient (see the module docstring).  When ``t_ref`` is known to be
+    zero at trace time the forward scan carries the membrane only; otherwise it also carries the
+    refractory counter and saves a boolean refractory mask for the backward pass.
     """
     if type(neuron) is not LIF:
         raise TypeError(f"lif_sequence: needs a plain spikejax.neurons.LIF, got {type(neuron).__name__}")
     if not isinstance(params, LIFParams):
         raise TypeError(f"lif_sequence: params must be LIFParams, got {type(params).__name__}")
-    if not fused_supported(neuron, params):
-        raise ValueError(
-            "lif_sequence: needs t_ref == 0 known when the function is traced (got "
-            f"{'a traced value' if not is_concrete(params.t_ref) else params.t_ref}); use "
-            "simulate(neuron.step, ...) for refractory neurons"
-        )
     currents = jnp.asarray(currents)
     if currents.ndim < 1 or not jnp.issubdtype(currents.dtype, jnp.floating):
         raise ValueError(
             f"lif_sequence: currents must be a floating array [T, ...], got shape {currents.shape} dtype {currents.dtype}"
         )
+    refractory = not _refractory_free(params)
     p = _as(currents.dtype, params)
-    fn = _make(neuron.spike_fn, neuron.reset, neuron.input_mode, neuron.detach_reset, float(dt))
+    fn = _make(neuron.spike_fn, neuron.reset, neuron.input_mode, neuron.detach_reset, float(dt), refractory)
     return fn(p, currents)
 
 
-def _make(spike_fn, reset, input_mode, detach_reset, dt):
+def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
     def leak(p):
         return jnp.exp(-dt / p.tau_mem)
 
@@ -86,7 +86,7 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt):
     def spikes(p, P):
         return spike_fn(P - p.v_th)
 
-    def after_reset(p, P):  # membrane after the spike decision (t_ref = 0: no refractory masking)
+    def after_reset(p, P):  # membrane after the spike decision of a non-refractory neuron
         z = spikes(p, P)
         zr = lax.stop_gradient(z) if detach_reset else z
         if reset == "zero":
@@ -94,44 +94,72 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt):
         return P - zr * (p.v_th - p.v_reset)
 
     def forward(p, C):
+        """Pre-reset membranes ``P [T, ...]`` and the refractory mask (``None`` without refractoriness)."""
         a = leak(p)
         v0 = jnp.broadcast_to(p.v_leak, C.shape[1:]).astype(C.dtype)
+        if not refractory:
 
-        def body(v, c):
+            def body(v, c):
+                P = advance(p, a, v, c)
+                return after_reset(p, P), P
+
+            _, P = lax.scan(body, v0, C)
+            return P, None
+
+        n_ref = jnp.round(p.t_ref / dt).astype(jnp.int32)
+
+        def body_ref(carry, c):  # LIF.step with _fire_and_reset, written out
+            v, ref = carry
             P = advance(p, a, v, c)
-            return after_reset(p, P), P
+            masked = ref > 0
+            v = jnp.where(masked, p.v_reset, P)
+            z = jnp.where(masked, jnp.zeros((), v.dtype), spikes(p, v))
+            v = jnp.where(masked, v, after_reset(p, v))
+            ref = jnp.where(z > 0, n_ref, jnp.maximum(ref - 1, 0))
+            return (v, ref), (P, masked)
 
-        _, P = lax.scan(body, v0, C)
-        return P
+        _, (P, R) = lax.scan(body_ref, (v0, jnp.zeros(C.shape[1:], jnp.int32)), C)
+        return P, R
+
+    def output(p, P, R):
+        z = spikes(p, P)
+        return z if R is None else jnp.where(R, jnp.zeros((), z.dtype), z)
 
     @jax.custom_vjp
     def run(p, C):
-        return spikes(p, forward(p, C))
+        P, R = forward(p, C)
+        return output(p, P, R)
 
     def run_fwd(p, C):
-        P = forward(p, C)
-        return spikes(p, P), (p, P, C)
+        P, R = forward(p, C)
+        return output(p, P, R), (p, P, R, C)
 
     def run_bwd(res, dz):
-        p, P, C = res
+        p, P, R, C = res
         a = leak(p)
 
         def body(g_next, xs):
-            P_t, dz_t = xs
+            P_t, dz_t = xs[0], xs[1]
             _, vjp_r = jax.vjp(lambda q: after_reset(p, q), P_t)
             _, vjp_s = jax.vjp(lambda q: spikes(p, q), P_t)
             g = vjp_s(dz_t)[0] + vjp_r(a * g_next)[0]
+            if R is not None:  # a refractory neuron's membrane is clamped: no path through P
+                g = jnp.where(xs[2], jnp.zeros((), g.dtype), g)
             return g, g
 
-        _, G = lax.scan(body, jnp.zeros_like(P[0]), (P, dz), reverse=True)
+        xs = (P, dz) if R is None else (P, dz, R)
+        _, G = lax.scan(body, jnp.zeros_like(P[0]), xs, reverse=True)
         P = lax.stop_gradient(P)
 
         def local(q, Cq):
             # the single-step map with the previous pre-reset membrane held fixed, vectorised over time
             v0 = jnp.broadcast_to(q.v_leak, P.shape[1:]).astype(P.dtype)[None]
             q = type(q)(*(f[None] if jnp.ndim(f) else f for f in q))  # per-neuron params: add the time axis
-            v_prev = jnp.concatenate([v0, after_reset(q, P[:-1])], axis=0)
-            return advance(q, leak(q), v_prev, Cq), spikes(q, P)
+            v_after = after_reset(q, P[:-1])
+            if R is not None:
+                v_after = jnp.where(R[:-1], q.v_reset, v_after)
+            v_prev = jnp.concatenate([v0, v_after], axis=0)
+            return advance(q, leak(q), v_prev, Cq), output(q, P, R)
 
         _, vjp_local = jax.vjp(local, p, C)
         dp, dC = vjp_local((G, dz))
