@@ -80,6 +80,10 @@ __all__ = [
     "width_masks",
     "init_masked_mlp",
     "masked_mlp",
+    "n_kept",
+    "magnitude_mask",
+    "active_connections",
+    "prune_mlp",
     "MLPTask",
 ]
 
@@ -439,13 +443,17 @@ def masked_mlp(
     readout: str = "membrane",
     dropout_rate=0.0,
     dropout_key=None,
+    conn: Sequence | None = None,
 ):
     """Layer-major feedforward LIF network (as :class:`spikejax.nn.SpikingMLP`) with hidden-unit
-    masks and a dropout rate that may be traced.
+    masks, optional synapse (connection) masks and a dropout rate that may be traced.
 
     ``masks[l]``: ``[n_l]`` 0/1 mask of hidden layer ``l`` (``None``: all active).  A masked unit
     gets zero input current (it stays at rest and never spikes, since ``v_th > v_leak``) and its
     output is multiplied by zero, so it contributes nothing and gets zero gradient.
+    ``conn[l]``: ``[n_in, n_out]`` 0/1 mask of layer ``l``'s weights (``None`` or a ``None``
+    entry: dense); the layer uses ``w * conn[l]``, so a pruned synapse carries nothing and its
+    weight gets zero gradient.
     Returns ``(out [T, ..., n_out], hidden_spikes)`` (a list of ``[T, ..., n_l]`` trains).
     """
     if readout not in ("membrane", "spikes"):
@@ -454,11 +462,14 @@ def masked_mlp(
     n_hidden = len(layers) - 1
     if masks is not None and len(masks) != n_hidden:
         raise ValueError(f"need {n_hidden} hidden masks, got {len(masks)}")
+    if conn is not None and len(conn) != len(layers):
+        raise ValueError(f"need {len(layers)} connection masks (one per layer), got {len(conn)}")
     dkeys = jax.random.split(dropout_key, max(n_hidden, 1)) if dropout_key is not None else None
     x = inputs
     hidden = []
     for i, layer in enumerate(layers):
-        cur = x @ layer.w
+        w = layer.w if conn is None or conn[i] is None else layer.w * conn[i].astype(layer.w.dtype)
+        cur = x @ w
         cur = cur + jnp.reshape(layer.b, (1,) * (cur.ndim - 1) + (-1,))
         last = i == n_hidden
         m = None if (last or masks is None) else jnp.reshape(masks[i], (1,) * (cur.ndim - 1) + (-1,)).astype(cur.dtype)
@@ -489,12 +500,77 @@ def masked_mlp(
 
 
 # ---------------------------------------------------------------------------------------------
+# Connection density by magnitude pruning (masks inside the maximal network)
+
+
+def n_kept(density, n_active):
+    """Number of synapses kept at ``density`` out of ``n_active``: ``floor(density * n + 1/2)``,
+    clipped to ``[1, n]`` (at least one synapse survives in a non-empty layer).  May be traced."""
+    n = jnp.asarray(n_active).astype(jnp.float32)
+    k = jnp.floor(jnp.asarray(density, jnp.float32) * n + 0.5)
+    return jnp.clip(k, jnp.minimum(n, 1.0), n).astype(jnp.int32)
+
+
+def magnitude_mask(w, density, active=None, n_total=None):
+    """0/1 mask (``w``'s shape and dtype) keeping the ``n_kept(density, n)`` largest-``|w|``
+    weights among the ``active`` ones (default: all); inactive weights are never kept.  ``n`` is
+    ``n_total`` when given (the density is then a fraction of that reference count, e.g. of the
+    unpruned layer in iterative pruning; at most the active count is kept), else the number of
+    active weights.
+
+    Exactly that many are kept: ties in ``|w|`` go to the lower flat (row-major) index.  ``density``
+    and ``active`` may be traced (one compiled program for every density and width of a sweep).
+    """
+    w = jnp.asarray(w)
+    act = jnp.ones(w.shape, bool) if active is None else jnp.broadcast_to(jnp.asarray(active) > 0, w.shape)
+    n_act = jnp.sum(act)
+    k = n_kept(density, n_act) if n_total is None else jnp.minimum(n_kept(density, n_total), n_act)
+    score = jnp.where(act, jnp.abs(w), -1.0).ravel()  # |w| >= 0 > -1: inactive weights sort last
+    order = jnp.argsort(-score, stable=True)  # descending |w|, ties by index
+    keep = jnp.zeros(score.shape, w.dtype).at[order].set((jnp.arange(score.size) < k).astype(w.dtype))
+    return jnp.reshape(keep, w.shape)
+
+
+def active_connections(unit_masks: Sequence, sizes: Sequence[int], dtype=jnp.float32) -> list:
+    """``[n_in, n_out]`` 0/1 masks of every layer's active block: synapse ``(i, j)`` exists when
+    its presynaptic unit ``i`` and postsynaptic unit ``j`` are both active (inputs and outputs
+    are always active).  ``unit_masks``: one ``[n_l]`` mask per hidden layer."""
+    if len(unit_masks) != len(sizes) - 2:
+        raise ValueError(f"need one unit mask per hidden layer ({len(sizes) - 2}), got {len(unit_masks)}")
+    full = [jnp.ones((sizes[0],), dtype)] + [jnp.asarray(m, dtype) for m in unit_masks] + [jnp.ones((sizes[-1],), dtype)]
+    return [a[:, None] * b[None, :] for a, b in zip(full[:-1], full[1:])]
+
+
+def prune_mlp(layers: Sequence[Dense], densities: Sequence, active: Sequence | None = None, n_total: Sequence | None = None) -> list:
+    """Per-layer magnitude pruning: for each layer ``l`` the :func:`magnitude_mask` keeping the
+    fraction ``densities[l]`` of its active synapses (``active[l]``, e.g. from
+    :func:`active_connections`; default: all), or of ``n_total[l]`` when given."""
+    if len(densities) != len(layers):
+        raise ValueError(f"need one density per layer ({len(layers)}), got {len(densities)}")
+    active = [None] * len(layers) if active is None else list(active)
+    n_total = [None] * len(layers) if n_total is None else list(n_total)
+    return [magnitude_mask(l.w, d, a, n) for l, d, a, n in zip(layers, densities, active, n_total)]
+
+
+# ---------------------------------------------------------------------------------------------
 # A ready-made sweepable task
 
 
-_TASK_KEYS = ("lr", "slope", "dropout", "tau_mem", "v_th", "seed", "data_seed")
+_TASK_KEYS = ("lr", "slope", "dropout", "tau_mem", "v_th", "seed", "data_seed", "density", "density_out", "finetune_lr")
 #: values of the :class:`MLPTask` hyperparameters that are neither swept nor set in ``defaults``
-TASK_DEFAULTS = {"lr": 5e-3, "slope": 25.0, "dropout": 0.0, "tau_mem": 10e-3, "v_th": 1.0, "seed": 0, "data_seed": None}
+#: (``density_out=None``: the readout keeps the same fraction as ``density``; ``finetune_lr=None``: ``lr``)
+TASK_DEFAULTS = {
+    "lr": 5e-3,
+    "slope": 25.0,
+    "dropout": 0.0,
+    "tau_mem": 10e-3,
+    "v_th": 1.0,
+    "seed": 0,
+    "data_seed": None,
+    "density": 1.0,
+    "density_out": None,
+    "finetune_lr": None,
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -509,6 +585,15 @@ class MLPTask:
     ``seed``.  ``defaults``: ``(name, value)`` pairs overriding :data:`TASK_DEFAULTS` for the
     hyperparameters that are not swept.  Identity-hashed
     (``eq=False``) so that :func:`sweep` caches the compiled program per task object.
+
+    Connection density (magnitude pruning): after the ``steps`` dense training steps every layer
+    is pruned to keep the fraction ``density`` (readout: ``density_out``) of its active synapses
+    with the largest ``|w|`` (:func:`prune_mlp`); the masks are then fixed and the network is
+    fine-tuned for ``finetune_steps`` further steps (fresh Adam, cosine decay from
+    ``finetune_lr``) and evaluated with them.  ``density = 1`` keeps every synapse (then the
+    fine-tuning is just more training), so all densities get the same number of steps.  The two
+    stages are also callable separately, :meth:`pretrain` and :meth:`finetune`, so a sweep over
+    ``widths x densities`` can share one dense training per width.
     """
 
     train: tuple
@@ -521,6 +606,8 @@ class MLPTask:
     dt: float = 1e-3
     cosine: bool = True
     defaults: tuple = ()
+    finetune_steps: int = 0
+    prune_rounds: int = 1
 
     def __post_init__(self):
         sizes = tuple(int(n) for n in self.sizes)
@@ -531,6 +618,12 @@ class MLPTask:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        ft = self.finetune_steps
+        if not isinstance(ft, (int, np.integer)) or isinstance(ft, bool) or ft < 0:
+            raise ValueError(f"finetune_steps must be an int >= 0, got {ft!r}")
+        R = self.prune_rounds
+        if not isinstance(R, (int, np.integer)) or isinstance(R, bool) or R < 1 or (ft and R > ft):
+            raise ValueError(f"prune_rounds must be an int in 1..max(1, finetune_steps), got {R!r}")
         xtr, ytr = (np.asarray(a) for a in self.train)
         xte, yte = (np.asarray(a) for a in self.test)
         for split, x, y in (("train", xtr, ytr), ("test", xte, yte)):
@@ -574,8 +667,9 @@ class MLPTask:
         return neuron, nparams, widths, masks
 
     def _key(self, hp, stream: int):
-        """Stream 0 (initial weights, dropout masks) from ``seed``; streams 1, 2 (mini-batch order,
-        input spike trains in training and test) from ``data_seed`` (``seed`` when it is None)."""
+        """Stream 0 (initial weights, dropout masks) from ``seed``; streams 1, 2, 3 (mini-batch
+        order and input spike trains of training, test and fine-tuning) from ``data_seed``
+        (``seed`` when it is None)."""
         seed = hp["seed"] if stream == 0 or hp["data_seed"] is None else hp["data_seed"]
         return jax.random.fold_in(jax.random.PRNGKey(jnp.asarray(seed).astype(jnp.uint32)), stream)
 
@@ -584,8 +678,26 @@ class MLPTask:
         _, _, widths, _ = self._net(hp)
         return init_masked_mlp(self._key(hp, 0), self.sizes, widths)
 
-    def forward(self, params, hp, x, key, train: bool = False):
-        """``(logits [B, n_out], (input spikes, hidden spike trains))`` for a batch ``x [B, n_in]``."""
+    def densities(self, hp) -> list:
+        """Per-layer kept fractions: ``density`` for every layer feeding hidden units,
+        ``density_out`` (default: ``density``) for the readout."""
+        hp = self.resolve(hp)
+        d_out = hp["density"] if hp["density_out"] is None else hp["density_out"]
+        return [hp["density"]] * self.n_hidden_layers + [d_out]
+
+    def active_connections(self, hp) -> list:
+        """``[n_in, n_out]`` 0/1 masks of the synapses of the active (width-masked) network."""
+        _, _, _, masks = self._net(self.resolve(hp))
+        return active_connections(masks, self.sizes)
+
+    def prune(self, params, hp) -> list:
+        """Magnitude-pruning connection masks of ``params`` (one ``[n_in, n_out]`` per layer)."""
+        hp = self.resolve(hp)
+        return prune_mlp(params, self.densities(hp), self.active_connections(hp))
+
+    def forward(self, params, hp, x, key, train: bool = False, conn=None):
+        """``(logits [B, n_out], (input spikes, hidden spike trains))`` for a batch ``x [B, n_in]``;
+        ``conn``: optional per-layer connection masks (pruned synapses)."""
         neuron, nparams, _, masks = self._net(hp)
         k_in, k_drop = jax.random.split(key)
         if train:  # dropout masks belong to the configuration's own seed
@@ -600,35 +712,80 @@ class MLPTask:
             dt=self.dt,
             dropout_rate=hp["dropout"] if train else 0.0,
             dropout_key=k_drop if train else None,
+            conn=conn,
         )
         return out.mean(0), (spikes, hidden)
 
     # -- training ----------------------------------------------------------------------------------
     def __call__(self, hp, data=None) -> dict:
+        """Dense training, pruning to ``density`` and fine-tuning (when ``finetune_steps > 0``),
+        evaluation: :meth:`pretrain` then :meth:`finetune`."""
         data = self.data if data is None else data
-        hp = self.resolve(hp)
-        params = self.init_params(hp)
-        params, losses = self.fit(params, hp, self._key(hp, 1), data)
-        metrics = self.evaluate(params, hp, self._key(hp, 2), data)
-        tail = max(1, self.steps // 10)
-        metrics["train_loss"] = jnp.mean(losses[-tail:])
+        pre = self.pretrain(hp, data)
+        metrics = self.finetune({**hp, "params": pre["params"]}, data)
+        metrics["pretrain_loss"] = pre["train_loss"]
+        metrics.setdefault("train_loss", pre["train_loss"])
         return metrics
 
-    def loss(self, params, hp, xb, yb, key):
-        logits, _ = self.forward(params, self.resolve(hp), xb, key, train=True)
+    def pretrain(self, hp, data=None) -> dict:
+        """Stage 1: ``steps`` dense training steps from the initial weights.
+        Returns ``{"params": trained layers, "train_loss": mean loss of the last 10% of steps}``."""
+        data = self.data if data is None else data
+        hp = self.resolve(hp)
+        params, losses = self.fit(self.init_params(hp), hp, self._key(hp, 1), data)
+        return {"params": params, "train_loss": jnp.mean(losses[-max(1, self.steps // 10) :])}
+
+    def finetune(self, hp, data=None) -> dict:
+        """Stage 2: ``hp["params"]`` (from :meth:`pretrain`, batched like the other
+        hyperparameters under :func:`sweep`) pruned to ``density`` and fine-tuned with the masks
+        fixed, then evaluated (:meth:`evaluate`).
+
+        With ``prune_rounds = R > 1`` the pruning is iterative: round ``r = 1..R`` prunes the
+        surviving synapses to the fraction ``density ** (r / R)`` of the active ones and
+        fine-tunes for ``finetune_steps // R`` steps (the last round takes the remainder; each
+        round restarts Adam and the cosine schedule from ``finetune_lr``).  ``train_loss`` is then
+        the mean loss of the last 10% of the last round's steps."""
+        if "params" not in hp:
+            raise ValueError("finetune needs the pretrained weights as hp['params'] (see MLPTask.pretrain)")
+        data = self.data if data is None else data
+        params = hp["params"]
+        hp = self.resolve({k: v for k, v in hp.items() if k != "params"})
+        dens = self.densities(hp)
+        R = self.prune_rounds if self.finetune_steps else 1
+        per = [self.finetune_steps // R] * (R - 1) + [self.finetune_steps - (R - 1) * (self.finetune_steps // R)]
+        lr = hp["lr"] if hp["finetune_lr"] is None else hp["finetune_lr"]
+        conn = self.active_connections(hp)
+        n_total = [jnp.sum(c) for c in conn]  # synapses of the unpruned active network, per layer
+        losses = None
+        for r in range(1, R + 1):
+            frac = r / R
+            d_r = [jnp.asarray(d, jnp.float32) ** frac for d in dens] if R > 1 else dens
+            conn = prune_mlp(params, d_r, conn, n_total)  # nested: only surviving synapses can be kept
+            params = [Dense(l.w * c, l.b) for l, c in zip(params, conn)]  # pruned weights are zero
+            if per[r - 1]:
+                key = self._key(hp, 3) if R == 1 else jax.random.fold_in(self._key(hp, 3), r)
+                params, losses = self.fit(params, hp, key, data, conn=conn, steps=per[r - 1], lr=lr)
+        metrics = self.evaluate(params, hp, self._key(hp, 2), data, conn=conn)
+        if losses is not None:
+            metrics["train_loss"] = jnp.mean(losses[-max(1, per[-1] // 10) :])
+        return metrics
+
+    def loss(self, params, hp, xb, yb, key, conn=None):
+        logits, _ = self.forward(params, self.resolve(hp), xb, key, train=True, conn=conn)
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-    def fit(self, params, hp, key, data=None):
-        """``steps`` Adam steps (cosine-decayed ``lr``); returns ``(params, per-step losses)``."""
+    def fit(self, params, hp, key, data=None, *, conn=None, steps: int | None = None, lr=None):
+        """``steps`` (default ``self.steps``) Adam steps (cosine-decayed ``lr``, default
+        ``hp["lr"]``) with optional fixed connection masks; returns ``(params, per-step losses)``."""
         xtr, ytr = (self.data if data is None else data)[:2]
         hp = self.resolve(hp)
+        total = self.steps if steps is None else int(steps)
         n = int(xtr.shape[0])
         nb = n // self.batch_size
-        n_epochs = -(-self.steps // nb)
+        n_epochs = -(-total // nb)
         k_perm, k_step = jax.random.split(key)
-        idx = jnp.concatenate([epoch_batches(k, n, self.batch_size) for k in jax.random.split(k_perm, n_epochs)])[: self.steps]
-        lr = jnp.asarray(hp["lr"], jnp.float32)
-        total = self.steps
+        idx = jnp.concatenate([epoch_batches(k, n, self.batch_size) for k in jax.random.split(k_perm, n_epochs)])[:total]
+        lr = jnp.asarray(hp["lr"] if lr is None else lr, jnp.float32)
         cosine = self.cosine
 
         def sched(count):
@@ -645,20 +802,26 @@ class MLPTask:
             p, s = carry
             bi, k = xs
             xb, yb = take_batch((xtr, ytr), bi)
-            loss, g = jax.value_and_grad(self.loss)(p, hp, xb, yb, k)
+            loss, g = jax.value_and_grad(self.loss)(p, hp, xb, yb, k, conn)
             with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats
                 upd, s = opt.update(g, s, p)
                 p = optax.apply_updates(p, upd)
             return (p, s), loss
 
-        (params, _), losses = jax.lax.scan(body, (params, opt_state), (idx, jax.random.split(k_step, self.steps)))
+        (params, _), losses = jax.lax.scan(body, (params, opt_state), (idx, jax.random.split(k_step, total)))
         return params, losses
 
-    def evaluate(self, params, hp, key, data=None) -> dict:
-        """Test accuracy and loss, SynOps per classification and firing rates (padding masked)."""
+    def evaluate(self, params, hp, key, data=None, conn=None) -> dict:
+        """Test accuracy and loss, SynOps per classification and firing rates (padding masked).
+
+        SynOps = sum over every presynaptic unit (input pixels and hidden units) of its spikes x
+        its number of existing synapses (active and not pruned: ``conn``, default the active
+        width-masked network), averaged over the test set."""
         x, y = (self.data if data is None else data)[2:]
         hp = self.resolve(hp)
         _, _, widths, _ = self._net(hp)
+        if conn is None:
+            conn = self.active_connections(hp)
         n = int(x.shape[0])
         bs = min(self.eval_batch, n)
         nb = -(-n // bs)
@@ -669,30 +832,36 @@ class MLPTask:
         valid = (jnp.arange(nb * bs) < n).reshape(nb, bs)
         xb = jnp.reshape(x, (nb, bs) + x.shape[1:])
         yb = jnp.reshape(y, (nb, bs))
-        fan_out = [w.astype(jnp.float32) for w in widths] + [jnp.float32(self.sizes[-1])]
 
         def body(c, xs):
             xi, yi, mi, ki = xs
-            logits, (spikes, hidden) = self.forward(params, hp, xi, ki)
+            logits, (spikes, hidden) = self.forward(params, hp, xi, ki, conn=conn)
             mf = mi.astype(jnp.float32)
             correct = jnp.sum((jnp.argmax(logits, -1) == yi) & mi)
             loss = jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, yi) * mf)
-            counts = tuple(jnp.sum(jnp.sum(s, axis=(0, 2)) * mf) for s in [spikes] + hidden)
+            # spikes per presynaptic unit, summed over time and the valid samples
+            counts = tuple(jnp.sum(s * mf[None, :, None], axis=(0, 1)) for s in [spikes] + hidden)
             return (c[0] + correct, c[1] + loss, tuple(a + b for a, b in zip(c[2], counts))), None
 
-        c0 = (jnp.int32(0), jnp.float32(0.0), tuple(jnp.float32(0.0) for _ in range(1 + self.n_hidden_layers)))
+        c0 = (jnp.int32(0), jnp.float32(0.0), tuple(jnp.zeros((m,), jnp.float32) for m in self.sizes[:-1]))
         (correct, loss, counts), _ = jax.lax.scan(body, c0, (xb, yb, valid, jax.random.split(key, nb)))
-        per_sample = [c / n for c in counts]  # spikes per classification: input, hidden_0, ...
-        synops_layers = [s * f for s, f in zip(per_sample, fan_out)]
+        fan_out = [jnp.sum(c.astype(jnp.float32), axis=1) for c in conn]  # existing synapses per presynaptic unit
+        synops_layers = [jnp.sum(cnt * f) / n for cnt, f in zip(counts, fan_out)]
+        per_sample = [jnp.sum(cnt) / n for cnt in counts]  # spikes per classification: input, hidden_0, ...
         n_active = sum(w.astype(jnp.float32) for w in widths)
         hidden_spikes = sum(per_sample[1:])
+        n_syn = sum(jnp.sum(c.astype(jnp.float32)) for c in conn)
+        n_possible = sum(jnp.sum(a) for a in self.active_connections(hp))
         return {
             "test_acc": correct.astype(jnp.float32) / n,
             "test_loss": loss / n,
             "synops": sum(synops_layers),
+            "synops_input": synops_layers[0],
             "synops_hidden": sum(synops_layers[1:]),
             "input_spikes": per_sample[0],
             "hidden_spikes": hidden_spikes,
             "hidden_rate": hidden_spikes / (n_active * self.T),
             "n_neurons": n_active + self.sizes[-1],
+            "n_synapses": n_syn,
+            "density_actual": n_syn / n_possible,
         }
