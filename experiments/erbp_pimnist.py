@@ -69,7 +69,9 @@ CONFIG = dict(
     dataset="mnist",
     epochs=20,
     batch_size=10,
-    n_train=0,  # 0 = all 60000
+    n_train=0,  # 0 = all 60000 (less the validation split)
+    val=0,  # > 0: hold out the last `val` training digits and evaluate on them instead of the test set
+    eval_train=0,  # > 0: also evaluate (test mode, no learning) the first `eval_train` training digits each epoch
     n_test=0,  # 0 = all 10000
     seed=0,
     # spiking networks (eRBP, peRBP)
@@ -172,14 +174,24 @@ def parse_arch(arch: str, n_in: int) -> tuple:
 
 
 def _data(cfg, split):
+    """``(x, y)`` of ``split``; for "train" also the validation split (the last ``val`` digits, or
+    ``None``), taken before ``n_train`` truncates the rest."""
     kw = {"as_float": True} if cfg["dataset"] != "digits" else {}
     x, y = load_dataset(cfg["dataset"], split, **kw)
     x = np.asarray(x, np.float32).reshape(len(x), -1)
     y = np.asarray(y, np.int32)
+    val = None
+    if split == "train":
+        nv = int(cfg["val"])
+        if not 0 <= nv < len(x):
+            raise ValueError(f"val must be in [0, {len(x)}), got {nv}")
+        if nv:
+            val = (x[len(x) - nv :], y[len(y) - nv :])
+            x, y = x[: len(x) - nv], y[: len(y) - nv]
     n = cfg["n_train"] if split == "train" else cfg["n_test"]
     if n:
         x, y = x[:n], y[:n]
-    return x, y
+    return ((x, y), val) if split == "train" else (x, y)
 
 
 def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
@@ -206,7 +218,8 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
 # Spiking methods
 
 
-def _run_spiking(cfg, ctx, method, sizes, train, test):
+def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
+    """``test`` is the evaluation set, named ``split`` ("test", or "val" for the validation split)."""
     ecfg = erbp_config(cfg, sizes, method)
     xtr, ytr = (jnp.asarray(a) for a in train)
     xte, yte = (jnp.asarray(a) for a in test)
@@ -216,7 +229,10 @@ def _run_spiking(cfg, ctx, method, sizes, train, test):
     train_epoch = erbp.make_train_epoch(ecfg, int(xtr.shape[0]), cfg["batch_size"])
     evaluate = erbp.make_evaluate(ecfg, cfg["eval_batch"])
     params = erbp.init_erbp(k_init, ecfg)
-    history = {"epoch": [], "train_acc_online": [], "test_acc": [], "test_err_pct": [], "epoch_time_s": [], "eval_time_s": [], "train_samples_per_s": []}
+    history = {"epoch": [], "train_acc_online": [], f"{split}_acc": [], f"{split}_err_pct": [], "epoch_time_s": [], "eval_time_s": [], "train_samples_per_s": []}
+    n_et = min(int(cfg["eval_train"]), int(xtr.shape[0]))
+    if n_et:
+        history["train_acc_eval"] = []
     start = 0
     ck = ctx.load_checkpoint()
     if ck is not None:
@@ -237,12 +253,17 @@ def _run_spiking(cfg, ctx, method, sizes, train, test):
         acc = summary["test_acc"]
         history["epoch"].append(e + 1)
         history["train_acc_online"].append(tr_acc)
-        history["test_acc"].append(acc)
-        history["test_err_pct"].append(100 * (1 - acc))
+        history[f"{split}_acc"].append(acc)
+        history[f"{split}_err_pct"].append(100 * (1 - acc))
         history["epoch_time_s"].append(dt)
         history["eval_time_s"].append(dte)
         history["train_samples_per_s"].append(int(xtr.shape[0]) / dt)
-        ctx.progress(e + 1, epochs, train_acc=tr_acc, test_acc=acc, epoch_s=round(dt, 1), eval_s=round(dte, 1))
+        extra = {}
+        if n_et:
+            s_tr = evaluate(params, xtr[:n_et], ytr[:n_et], k_eval)
+            extra["train_acc_eval"] = erbp.evaluation_summary(s_tr, evaluate.steps, ecfg)["test_acc"]
+            history["train_acc_eval"].append(extra["train_acc_eval"])
+        ctx.progress(e + 1, epochs, train_acc=tr_acc, **{f"{split}_acc": acc}, **extra, epoch_s=round(dt, 1), eval_s=round(dte, 1))
         ctx.save_checkpoint(e + 1, (params, history))
     if summary is None:  # resumed after the last epoch: evaluate once more
         summary = erbp.evaluation_summary(evaluate(params, xte, yte, k_eval), evaluate.steps, ecfg, cfg["pj_per_synop"])
@@ -261,8 +282,8 @@ def _run_spiking(cfg, ctx, method, sizes, train, test):
     ctx.save_npz("raster.npz", **arrays)
     hidden_rates = [float(np.asarray(s).mean() / ecfg.dt) for s in rec["layer_spikes"][:-1]]
     return {
-        "test_acc": summary["test_acc"],
-        "test_err_pct": 100 * (1 - summary["test_acc"]),
+        f"{split}_acc": summary["test_acc"],
+        f"{split}_err_pct": 100 * (1 - summary["test_acc"]),
         "history": history,
         "train_time_s": float(np.sum(history["epoch_time_s"])),
         "synops": summary,
@@ -276,7 +297,7 @@ def _run_spiking(cfg, ctx, method, sizes, train, test):
 # Non-spiking baselines
 
 
-def _run_baseline(cfg, ctx, method, sizes, train, test):
+def _run_baseline(cfg, ctx, method, sizes, train, test, split="test"):
     key = jax.random.PRNGKey(cfg["seed"])
     k_init, k_fb, k_train = jax.random.split(key, 3)
     params = erbp.init_mlp_params(k_init, sizes)
@@ -301,12 +322,14 @@ def _run_baseline(cfg, ctx, method, sizes, train, test):
         ctx=ctx,
     )
     hist = dict(hist)
-    hist["test_err_pct"] = [100 * (1 - a) for a in hist["test_acc"]]
+    if split != "test":
+        hist[f"{split}_acc"] = hist.pop("test_acc")
+    hist[f"{split}_err_pct"] = [100 * (1 - a) for a in hist[f"{split}_acc"]]
     hist["train_samples_per_s"] = [len(train[0]) / t for t in hist["epoch_time_s"]]
-    acc = hist["test_acc"][-1]
+    acc = hist[f"{split}_acc"][-1]
     return {
-        "test_acc": acc,
-        "test_err_pct": 100 * (1 - acc),
+        f"{split}_acc": acc,
+        f"{split}_err_pct": 100 * (1 - acc),
         "history": hist,
         "train_time_s": float(np.sum(hist["epoch_time_s"])),
         "ann_macs_per_classification": mac_count(sizes),
@@ -377,22 +400,26 @@ def run(cfg, ctx):
     method = cfg["method"]
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    train = _data(cfg, "train")
-    test = _data(cfg, "test")
+    train, val = _data(cfg, "train")
     sizes = parse_arch(cfg["arch"], train[0].shape[1])
-    CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"])
-    ctx.log(f"{method} {'-'.join(map(str, sizes))}: train {train[0].shape}, test {test[0].shape}")
+    if val is None:
+        test, split = _data(cfg, "test"), "test"
+        CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"])
+    else:  # model selection: the test set is not touched, no claims against the published test errors
+        test, split = val, "val"
+        CLAIMS[:] = []
+    ctx.log(f"{method} {'-'.join(map(str, sizes))}: train {train[0].shape}, {split} {test[0].shape}")
     if method in ("erbp", "perbp"):
-        metrics = _run_spiking(cfg, ctx, method, sizes, train, test)
+        metrics = _run_spiking(cfg, ctx, method, sizes, train, test, split)
     else:
-        metrics = _run_baseline(cfg, ctx, method, sizes, train, test)
+        metrics = _run_baseline(cfg, ctx, method, sizes, train, test, split)
     metrics.update(
         method=method,
         arch=cfg["arch"],
         sizes=list(sizes),
         epochs=cfg["epochs"],
         n_train=int(len(train[0])),
-        n_test=int(len(test[0])),
+        **({"n_test": int(len(test[0]))} if split == "test" else {"n_val": int(len(test[0]))}),
         published_test_err_pct=PUBLISHED.get(cfg["arch"], {}).get(method),
     )
     if cfg["throughput"] == "on" or (cfg["throughput"] == "auto" and method == "erbp"):

@@ -297,6 +297,25 @@ def _input_spikes(cfg, enc, t, key):
     return jax.random.bernoulli(key, p).astype(p.dtype)
 
 
+def _poisson_counts(key, lam: float, shape, dtype):
+    """``Poisson(lam)`` counts by inverse transform of one uniform per entry against the static CDF
+    table (truncated where the tail is below 1e-9; float32 resolves the CDF to ~1e-7).  A few times
+    cheaper per step on CPU than :func:`jax.random.poisson`, which it replaces for small ``lam``."""
+    if lam > 30.0:
+        return jax.random.poisson(key, lam, shape).astype(dtype)
+    p, cdf, k = math.exp(-lam), [], 0
+    acc = p
+    while 1.0 - acc > 1e-9 and k < 200:
+        cdf.append(acc)
+        k += 1
+        p *= lam / k
+        acc += p
+    cdf.append(acc)
+    u = jax.random.uniform(key, shape, jnp.float32)
+    table = jnp.asarray(cdf, jnp.float32).reshape((1,) * len(tuple(shape)) + (-1,))
+    return jnp.sum((u[..., None] >= table).astype(jnp.int32), axis=-1).astype(dtype)
+
+
 def _error_step(v, drive, theta):
     v = v + drive
     z = (v > theta).astype(v.dtype)
@@ -350,7 +369,7 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
         if cfg.noise_std > 0 and cfg.noise_rate > 0:
             # Auryn's PoissonStimulator: Poisson(noise_rate * dt) kicks of size noise_std added to the
             # membrane each step (a bias b moves v by (1 - exp(-dt/tau_mem)) * b, hence the division)
-            kicks = jax.random.poisson(jax.random.fold_in(k_noise, l), cfg.noise_rate * cfg.dt, x_soma.shape).astype(dtype)
+            kicks = _poisson_counts(jax.random.fold_in(k_noise, l), cfg.noise_rate * cfg.dt, x_soma.shape, dtype)
             gain = 1.0 / (1.0 - math.exp(-cfg.dt / cfg.tau_mem))
             np_l = nparams._replace(bias=nparams.bias + (cfg.noise_std * gain) * kicks)
         elif cfg.noise_std > 0:
