@@ -731,9 +731,20 @@ def make_key(key, num_classes: int, width: int, overlapping: bool = False) -> ja
     return encoding.nhot_key(key, num_classes, width, overlapping)
 
 
-def nhot_loss(y, labels, key_matrix) -> jax.Array:
-    """Whetstone's training loss: cross-entropy of ``softmax((2y - 1)(2K - 1)^T)`` (mean over the batch)."""
+def nhot_loss(y, labels, key_matrix, temperature: float = 1.0) -> jax.Array:
+    """Whetstone's training loss: cross-entropy of ``softmax((2y - 1)(2K - 1)^T / T)`` (mean over the batch).
+
+    ``temperature = 1`` is Whetstone's ``Softmax_Decode``. With a disjoint key, one output unit
+    moving from 0 to 1 changes a class's logit margin by ``4/T``: at ``T = 1`` a margin of one or
+    two units already saturates the softmax, so the trained net separates its classes by a unit
+    or two and many binary outputs tie; a larger ``T`` asks for wider margins (more units). The
+    temperature only scales the training logits; the binary decode (argmax) is unchanged.
+    """
+    if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     logits = encoding.nhot_scores(y, key_matrix)
+    if temperature != 1.0:
+        logits = logits / jnp.asarray(temperature, logits.dtype)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
@@ -1041,6 +1052,8 @@ def fit_whetstone(
     on_epoch: Callable | None = None,
     eval_batch: int = 1000,
     log: Callable | None = None,
+    val: tuple | None = None,
+    temperature: float = 1.0,
 ):
     """Train ``model`` while ``sharpener`` sharpens it; stop when every layer is at 1 (or ``max_epochs``).
 
@@ -1048,7 +1061,11 @@ def fit_whetstone(
     per-layer sharpness, N-hot softmax loss, optimizer step, ``sharpener.on_batch``. At the
     epoch end the test accuracy is measured at the sharpness just trained with and at full
     sharpness, then ``sharpener.on_epoch_end(state, mean_loss)`` runs. With ``ctx`` the loop
-    checkpoints every epoch and resumes. Returns ``(variables, sharpener_state, history)``.
+    checkpoints every epoch and resumes. With ``val = (x, y)`` (a validation split held out of
+    the training data) the same two accuracies are also recorded on it (``val_acc``,
+    ``val_acc_sharp``), so settings can be chosen without looking at the test set.
+    ``temperature`` divides the N-hot softmax logits of the training loss (:func:`nhot_loss`).
+    Returns ``(variables, sharpener_state, history)``.
     """
     n = count_sharpenable(model.layers)
     if getattr(sharpener, "n_layers", n) != n:
@@ -1067,7 +1084,8 @@ def fit_whetstone(
     params, stats = _split_vars(variables)
     opt_state = optimizer.init(params)
     sh = sharpener.init()
-    hist = {k: [] for k in ("epoch", "train_loss", "sharpness", "test_acc", "test_acc_sharp", "epoch_time_s")}
+    names = ("epoch", "train_loss", "sharpness", "test_acc", "test_acc_sharp", "epoch_time_s")
+    hist = {k: [] for k in names + (("val_acc", "val_acc_sharp") if val is not None else ())}
     start = 0
     if ctx is not None:
         ck = ctx.load_checkpoint()
@@ -1082,7 +1100,7 @@ def fit_whetstone(
             st = upd["batch_stats"]
         else:
             y = model.apply({"params": p}, xb, s, train=True, rngs=rngs)
-        return nhot_loss(y, yb, K), st
+        return nhot_loss(y, yb, K, temperature), st
 
     @jax.jit
     def epoch(params, stats, opt_state, sh, k):
@@ -1105,6 +1123,10 @@ def fit_whetstone(
     ev = _make_eval(model, K, eval_batch)
     xb, yb, mb = _pad_batches(xte, yte, min(eval_batch, int(xte.shape[0])))
     nte = int(xte.shape[0])
+    if val is not None:
+        xva, yva = (jnp.asarray(a) for a in val)
+        vb, vyb, vmb = _pad_batches(xva, yva.astype(jnp.int32), min(eval_batch, int(xva.shape[0])))
+        nva = int(xva.shape[0])
     ones = full_sharpness(n)
     keys = jax.random.split(key, max_epochs)
     for e in range(start, max_epochs):
@@ -1117,6 +1139,12 @@ def fit_whetstone(
         s_now = sharpener.sharpness(sh)
         acc = int(ev(params, stats, xb, yb, mb, s_now)) / nte
         acc_sharp = int(ev(params, stats, xb, yb, mb, ones)) / nte
+        msg = {}
+        if val is not None:
+            msg["val_acc"] = int(ev(params, stats, vb, vyb, vmb, s_now)) / nva
+            msg["val_acc_sharp"] = int(ev(params, stats, vb, vyb, vmb, ones)) / nva
+            for k, v in msg.items():
+                hist[k].append(v)
         sh = epoch_end(sh, jnp.float32(loss))
         hist["epoch"].append(e + 1)
         hist["train_loss"].append(loss)
@@ -1124,7 +1152,7 @@ def fit_whetstone(
         hist["test_acc"].append(acc)
         hist["test_acc_sharp"].append(acc_sharp)
         hist["epoch_time_s"].append(dt)
-        msg = dict(loss=loss, acc=acc, acc_sharp=acc_sharp, sharpness=np.round(np.asarray(s_now), 3).tolist(), epoch_s=round(dt, 1))
+        msg = dict(loss=loss, acc=acc, acc_sharp=acc_sharp, **msg, sharpness=np.round(np.asarray(s_now), 3).tolist(), epoch_s=round(dt, 1))
         if on_epoch is not None:
             on_epoch(e, _join_vars(params, stats), sh, hist)
         if ctx is not None:

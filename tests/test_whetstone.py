@@ -207,6 +207,21 @@ def test_sharpener_states_jit_and_pickle():
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_nhot_loss_temperature_closed_form(x64):
+    # disjoint key, 2 classes x 2 units: scores of y = [1, 1, 0, 0] are (4, -4) (test_encoding)
+    K = jnp.asarray([[1, 1, 0, 0], [0, 0, 1, 1]], jnp.float64)
+    y = jnp.asarray([[1.0, 1.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]], jnp.float64)  # scores (4, -4), (0, 0)
+    lab = jnp.asarray([1, 0], jnp.int32)
+    for T in (1.0, 2.0, 10.0):
+        # -log softmax: label 1 of (4, -4)/T -> log(1 + e^{8/T}); label 0 of (0, 0) -> log 2
+        want = (np.log1p(np.exp(8.0 / T)) + np.log(2.0)) / 2
+        np.testing.assert_allclose(float(W.nhot_loss(y, lab, K, temperature=T)), want, rtol=1e-13)
+    assert float(W.nhot_loss(y, lab, K)) == float(W.nhot_loss(y, lab, K, temperature=1.0))
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            W.nhot_loss(y, lab, K, temperature=bad)
+
+
 # ---------------------------------------------------------------------------------------------
 # batch-norm folding (papers.md 3.4), float64
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +294,7 @@ def trained_digits():
     sh = W.SimpleSharpener(3, start_epoch=2, steps=1)
     v, st, hist = W.fit_whetstone(
         model, v, K, sh, W.make_optimizer("rmsprop", 3e-3), (xtr, np.asarray(ytr, np.int32)), (xte, np.asarray(yte, np.int32)),
-        max_epochs=10, batch_size=32, key=jax.random.PRNGKey(1),
+        max_epochs=10, batch_size=32, key=jax.random.PRNGKey(1), val=(xte[::2], np.asarray(yte[::2], np.int32)),
     )
     return model, v, K, st, sh, hist, xte, np.asarray(yte)
 
@@ -291,6 +306,9 @@ def test_fit_whetstone_reaches_full_sharpness(trained_digits):
     assert len(hist["epoch"]) == 5  # 2 epochs at s=0, then one layer per epoch end
     acc = float(np.mean(W.sharpened_predict(model, v, xte, K) == yte))
     assert acc > 0.6  # binarised 8x8 digits, tiny net, 5 epochs: well above chance
+    # the validation split (here every other test image) is scored like the test set
+    assert len(hist["val_acc"]) == len(hist["val_acc_sharp"]) == 5
+    assert hist["val_acc_sharp"][-1] == float(np.mean(W.sharpened_predict(model, v, xte[::2], K) == yte[::2]))
 
 
 def test_spiking_net_matches_sharpened_net(trained_digits):
@@ -551,7 +569,7 @@ def test_whetstone_mnist_cnn_row_smoke(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SPIKEJAX_CKPT", str(tmp_path / "ckpt"))
     mod = experiments.load("whetstone_mnist")
-    over = ["net=cnn_restricted", "n_train=800", "n_test=300", "start_epoch=1", "steps=1", "max_epochs=8"]
+    over = ["net=cnn_restricted", "n_train=800", "n_test=300", "start_epoch=1", "steps=1", "max_epochs=8", "val=100", "temperature=2"]
     path = run_experiment(mod, quick=True, overrides=over, out_dir=tmp_path, quiet=True)
     m = json.loads(path.read_text())["metrics"]
     assert m["fully_sharpened"] and m["epochs_run"] == 6  # 1 epoch at s = 0, then one layer per epoch
@@ -559,6 +577,25 @@ def test_whetstone_mnist_cnn_row_smoke(tmp_path, monkeypatch):
     assert m["spiking_vs_sharpened_agree"] == f"{m['n_test']}/{m['n_test']}"
     assert [k for k in m["layers"] if "Conv" in k] and "VALID" in m["layers"][0]
     assert m["spiking_acc_pct"] == m["sharpened_acc_pct"] and m["spiking_acc_pct"] > 30.0
+    assert m["n_train"] == 700 and m["n_val"] == 100  # the last 100 of the 800 training images
+    h = m["history"]
+    last_pre = max(i for i, s in enumerate(h["sharpness"]) if max(s) == 0.0)  # the last epoch before sharpening
+    assert len(h["val_acc"]) == m["epochs_run"] and m["val_original_acc_pct"] == 100 * h["val_acc"][last_pre]
     assert mod.result_tag(dict(mod.CONFIG)) == ""
     assert mod.result_tag(dict(mod.CONFIG, net="stpu_cnn")) == "stpu_cnn"
     assert mod.result_tag(dict(mod.CONFIG, net="dense", dataset="fashion_mnist")) == "fashion_mnist-dense"
+
+
+def test_whetstone_mnist_dataset_defaults():
+    """``auto`` keys take the dataset's defaults; explicit values are converted, bad ones rejected."""
+    import experiments
+
+    mod = experiments.load("whetstone_mnist")
+    cfg = mod.resolve_config(dict(mod.CONFIG))
+    assert (cfg["input"], cfg["temperature"], cfg["val"]) == ("binarize", 1.0, 0)  # the MNIST rows as published
+    cfg = mod.resolve_config(dict(mod.CONFIG, dataset="fashion_mnist"))
+    assert (cfg["input"], cfg["temperature"], cfg["val"]) == ("direct", 10.0, 5000)
+    cfg = mod.resolve_config(dict(mod.CONFIG, dataset="digits", val="100", temperature="2.5", input="contour"))
+    assert (cfg["input"], cfg["temperature"], cfg["val"]) == ("contour", 2.5, 100)
+    with pytest.raises(ValueError, match="'val'"):
+        mod.resolve_config(dict(mod.CONFIG, val="half"))
