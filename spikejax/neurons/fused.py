@@ -93,15 +93,16 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
             return P - zr * (P - p.v_reset)
         return P - zr * (p.v_th - p.v_reset)
 
-    def forward(p, C):
-        """Pre-reset membranes ``P [T, ...]`` and the refractory mask (``None`` without refractoriness)."""
+    def forward(p, C, emit="P"):
+        """Pre-reset membranes ``P [T, ...]`` and the refractory mask (``None`` without refractoriness);
+        with ``emit="z"`` (the primal call, no gradient wanted) the spike trains instead."""
         a = leak(p)
         v0 = jnp.broadcast_to(p.v_leak, C.shape[1:]).astype(C.dtype)
         if not refractory:
 
             def body(v, c):
                 P = advance(p, a, v, c)
-                return after_reset(p, P), P
+                return after_reset(p, P), (P if emit == "P" else spikes(p, P))
 
             _, P = lax.scan(body, v0, C)
             return P, None
@@ -116,10 +117,10 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
             z = jnp.where(masked, jnp.zeros((), v.dtype), spikes(p, v))
             v = jnp.where(masked, v, after_reset(p, v))
             ref = jnp.where(z > 0, n_ref, jnp.maximum(ref - 1, 0))
-            return (v, ref), (P, masked)
+            return (v, ref), ((P, masked) if emit == "P" else z)
 
-        _, (P, R) = lax.scan(body_ref, (v0, jnp.zeros(C.shape[1:], jnp.int32)), C)
-        return P, R
+        _, out = lax.scan(body_ref, (v0, jnp.zeros(C.shape[1:], jnp.int32)), C)
+        return out if emit == "P" else (out, None)
 
     def output(p, P, R):
         z = spikes(p, P)
@@ -127,8 +128,7 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
 
     @jax.custom_vjp
     def run(p, C):
-        P, R = forward(p, C)
-        return output(p, P, R)
+        return forward(p, C, emit="z")[0]
 
     def run_fwd(p, C):
         P, R = forward(p, C)
