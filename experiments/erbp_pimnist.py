@@ -23,8 +23,10 @@ papers.md 2.3): dt = 1 ms (Auryn 0.1 ms), 50 ms training presentations with a 10
 (Auryn 250 ms / 50 ms) and ``lr`` raised to 3e-3 (5x Auryn, so that the update per sample, lr x
 presynaptic spikes in the learning window, matches), 100 ms test presentations, minibatches of 10
 samples presented in parallel (updates summed over the batch every step), each minibatch starting
-from rest, no noise input (``noise_std``/``noise_rate`` give Auryn's 1 kHz Poisson membrane kicks),
-a refractory period of 3 ms (Auryn 3.9 ms at dt = 0.1 ms, i.e. a 4 ms minimum inter-spike interval;
+from rest, Auryn's 1 kHz Poisson membrane kicks (``noise_std``/``noise_rate``) in eRBP runs but
+of 0.2 instead of 50e-3 (each kick moves the membrane by ``noise_std``; peRBP: none, as in Auryn;
+chosen on a validation split, see below), the learning rate multiplied by ``lr_decay`` = 0.85
+after every epoch (Auryn: constant), a refractory period of 3 ms (Auryn 3.9 ms at dt = 0.1 ms, i.e. a 4 ms minimum inter-spike interval;
 at dt = 1 ms 3.9 ms rounds to 4 steps, a 5 ms interval, so outputs could not exceed 200 Hz, below
 the 250 Hz label rate: the correct class's error never vanished and its weights grew until the gate
 closed: with 3.9 ms the test error was 7.78% after 20 epochs, online training accuracy 93.3%), 20
@@ -42,7 +44,40 @@ t_ref 3 ms: test error (full test set) 8.28, 6.72, 6.16, 6.27, 6.43 after epochs
 training accuracy 97.7% (t_ref 3.9 ms: 8.19, 7.61, 7.41, 7.27, 7.45; 93.3%).  peRBP runs use
 ``--set batch_size=100``: its coins are drawn per synapse and step (``mask_mode="shared"``), so
 their cost per sample falls with the minibatch (minibatch 10 took 135 s per epoch here, 100 about
-25 s); with t_ref 3.9 ms peRBP reached 7.22% after 20 epochs, with 3 ms 4.30% after 12.
+25 s); with t_ref 3.9 ms peRBP reached 7.22% after 20 epochs, with 3 ms 4.30% after 12 (both
+without noise and with a constant learning rate).
+
+Noise and learning-rate decay (issue 5) were chosen on a validation split, never on the test set:
+``--set val=5000 --set eval_train=5000`` trains on the first 55k training digits and evaluates on
+the last 5k; ``eval_train`` also scores the first 5k training digits in test mode.  784-100-10,
+validation error in % after epochs 1-5 (training error in test mode after epoch 5):
+
+* eRBP, constant lr, no noise: 6.52 6.06 5.08 5.32 5.18 (4.66).  The online training
+  accuracy (97.7%) overstates the fit: it is read while the sample is being learned; in test mode
+  the training error is as high as the validation error, so the net underfits and the epoch-to-epoch
+  fluctuation comes from the last updates, not from overfitting;
+* eRBP, ``lr_decay`` 0.7: 6.52 5.52 4.70 4.94 4.50 (3.44);
+* eRBP, decay 0.7, Poisson kicks 1 kHz of 0.05: 6.10 5.36 4.42 4.08 3.98 (2.50); of 0.1: 5.22
+  4.32 4.00 3.86 3.70 (2.42); of 0.2: 5.22 4.36 3.50 3.52 3.46 (2.58); of 0.3: 5.12 4.16 3.92 3.68
+  3.74 (3.02).  Kicks of 0.2 are twice the threshold: a kick fires an uninhibited neuron, so the noise
+  acts as a smoothed, lowered threshold; mean hidden rate on a test digit 123 Hz (141 Hz without
+  noise).  The decision at the first output spike becomes meaningless (a noise spike, ~10%
+  accuracy), the full-presentation decision is what is reported;
+* eRBP, kicks 0.2, decay 0.85 over 20 epochs (the defaults): 5.22 4.36 3.82 3.54 3.44 3.44 3.08
+  3.34 3.34 3.32 3.38 3.26 3.32 3.48 3.32 3.42 3.60 3.50 3.46 3.36 (training error in test mode
+  1.70 after 20);
+* peRBP (minibatch 100), decay 0.7, no noise: 4.92 4.20 3.70 3.76 3.56 (3.50); with kicks of 0.2:
+  5.74 4.68 4.28 4.32 4.10 (4.46): the stochastic synapses already regularise and the extra noise
+  makes peRBP underfit, so ``noise_std=None`` gives eRBP 0.2 and peRBP none (as in Auryn, whose
+  peRBP script has no noise);
+* eRBP, kicks 0.2, decay 0.7, 250 ms test presentations (Auryn's; the same training run as with
+  100 ms): 5.00 4.36 3.48 after epochs 1-3 (100 ms: 5.22 4.36 3.50); not adopted (within noise,
+  2.5x the evaluation cost).
+
+With these defaults on the full training set, 784-100-10 eRBP reached 4.10% test error after 20
+epochs (6.37 5.34 4.77 4.34 4.40 4.39 4.41 4.22 4.15 4.09 4.20 4.22 4.02 4.17 4.18 4.21 4.22 4.24
+4.18 4.10; the validation split had suggested ~3.4%: the last 5k training digits are easier than
+the test set).
 """
 
 from __future__ import annotations
@@ -80,12 +115,12 @@ CONFIG = dict(
     t_burnin=0.01,
     t_test=0.1,
     lr=3e-3,
-    lr_decay=1.0,  # learning-rate factor per epoch (lr_scale = lr_decay ** epoch)
+    lr_decay=0.85,  # learning-rate factor per epoch (lr_scale = lr_decay ** epoch); chosen on the validation split
     gate_low=-1.15,
     gate_high=1.15,
     p_syn=0.65,  # used by method=perbp only
-    noise_std=0.0,
-    noise_rate=0.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
+    noise_std=None,  # membrane kick size; None = NOISE_STD[method] (eRBP 0.2, peRBP 0; chosen on the validation split)
+    noise_rate=1000.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
     t_ref=3e-3,  # max rate 1/(t_ref + dt) = 250 Hz = label rate (Auryn: 1/(3.9 + 0.1 ms))
     bias=0.0,
     input_threshold=0.43,
@@ -100,6 +135,10 @@ CONFIG = dict(
     throughput="off",
     throughput_samples=3000,
 )
+
+# Default membrane noise per method (``noise_std=None``), as in Auryn: the eRBP scripts add Poisson
+# noise (50e-3 there, 0.2 here: see the pilot log), the peRBP script none (its synapses are noisy).
+NOISE_STD = {"erbp": 0.2, "perbp": 0.0}
 
 QUICK = dict(
     dataset="digits",
@@ -194,6 +233,12 @@ def _data(cfg, split):
     return ((x, y), val) if split == "train" else (x, y)
 
 
+def noise_std(cfg, method) -> float:
+    """The membrane kick size: ``cfg["noise_std"]``, or the method's default when it is None."""
+    v = cfg["noise_std"]
+    return float(NOISE_STD.get(method, 0.0) if v is None else v)
+
+
 def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
     return erbp.ERBPConfig(
         sizes=sizes,
@@ -204,7 +249,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         lr=cfg["lr"],
         gate=(cfg["gate_low"], cfg["gate_high"]),
         p_syn=cfg["p_syn"] if method == "perbp" else 1.0,
-        noise_std=cfg["noise_std"],
+        noise_std=noise_std(cfg, method),
         noise_rate=cfg["noise_rate"],
         t_ref=cfg["t_ref"],
         bias=cfg["bias"],
