@@ -37,12 +37,23 @@ Building blocks
   firing rates and synaptic operations (SynOps) per classification.  Hyperparameters it accepts:
   ``lr``, ``slope`` (fast-sigmoid surrogate), ``dropout``, ``tau_mem``, ``v_th``, ``seed``
   (initial weights, dropout masks), ``data_seed`` (mini-batch order and input spike trains;
-  defaults to ``seed``; fix it to give every configuration the same data stream) and the hidden
-  widths ``width`` (one hidden layer) or ``width0``, ``width1``, ...
+  defaults to ``seed``; fix it to give every configuration the same data stream), the hidden
+  widths ``width`` (one hidden layer) or ``width0``, ``width1``, ..., the connection densities
+  ``density`` / ``density_out`` (magnitude pruning after dense training, then fine-tuning with
+  the masks fixed: ``finetune_steps``, ``prune_rounds``, ``finetune_lr``) and a hidden
+  firing-rate penalty ``spike_reg`` / ``finetune_spike_reg``.
+* Connection density by masking: :func:`magnitude_mask` / :func:`prune_mlp` keep exactly the
+  fraction ``d`` of a layer's active synapses with the largest ``|w|`` (``d`` and the widths may
+  be traced, so every (width, density) of a sweep shares one program); :func:`masked_mlp` takes
+  the ``[n_in, n_out]`` connection masks and uses ``w * mask`` (pruned synapses carry nothing and
+  get zero gradient).  :meth:`MLPTask.pretrain` / :meth:`MLPTask.finetune` split the dense
+  training from the pruning + fine-tuning, so a widths x densities sweep trains each width's
+  dense network once.
 
-SynOps (synaptic operations per classification) = sum over spiking layers of (number of spikes
-emitted) x (active fan-out of that layer), counting the rate-coded input spikes into the first
-hidden layer and the hidden spikes into the next layer (the readout is the last layer's fan-in).
+SynOps (synaptic operations per classification) = sum over presynaptic units of (number of
+spikes emitted) x (number of existing synapses of that unit: active and not pruned), counting
+the rate-coded input spikes into the first hidden layer and the hidden spikes into the next layer
+(the readout is the last layer's fan-in).  For a dense network this is spikes x active fan-out.
 """
 
 from __future__ import annotations
@@ -522,7 +533,7 @@ def magnitude_mask(w, density, active=None, n_total=None):
     and ``active`` may be traced (one compiled program for every density and width of a sweep).
     """
     w = jnp.asarray(w)
-    act = jnp.ones(w.shape, bool) if active is None else jnp.broadcast_to(jnp.asarray(active) > 0, w.shape)
+    act = jnp.ones(w.shape, bool) if active is None else jnp.broadcast_to(jnp.asarray(active).astype(bool), w.shape)
     n_act = jnp.sum(act)
     k = n_kept(density, n_act) if n_total is None else jnp.minimum(n_kept(density, n_total), n_act)
     score = jnp.where(act, jnp.abs(w), -1.0).ravel()  # |w| >= 0 > -1: inactive weights sort last
@@ -556,9 +567,23 @@ def prune_mlp(layers: Sequence[Dense], densities: Sequence, active: Sequence | N
 # A ready-made sweepable task
 
 
-_TASK_KEYS = ("lr", "slope", "dropout", "tau_mem", "v_th", "seed", "data_seed", "density", "density_out", "finetune_lr")
+_TASK_KEYS = (
+    "lr",
+    "slope",
+    "dropout",
+    "tau_mem",
+    "v_th",
+    "seed",
+    "data_seed",
+    "density",
+    "density_out",
+    "finetune_lr",
+    "spike_reg",
+    "finetune_spike_reg",
+)
 #: values of the :class:`MLPTask` hyperparameters that are neither swept nor set in ``defaults``
-#: (``density_out=None``: the readout keeps the same fraction as ``density``; ``finetune_lr=None``: ``lr``)
+#: (``density_out=None``: the readout keeps the same fraction as ``density``; ``finetune_lr=None``: ``lr``;
+#: ``finetune_spike_reg=None``: ``spike_reg``)
 TASK_DEFAULTS = {
     "lr": 5e-3,
     "slope": 25.0,
@@ -570,6 +595,8 @@ TASK_DEFAULTS = {
     "density": 1.0,
     "density_out": None,
     "finetune_lr": None,
+    "spike_reg": 0.0,
+    "finetune_spike_reg": None,
 }
 
 
@@ -754,6 +781,7 @@ class MLPTask:
         R = self.prune_rounds if self.finetune_steps else 1
         per = [self.finetune_steps // R] * (R - 1) + [self.finetune_steps - (R - 1) * (self.finetune_steps // R)]
         lr = hp["lr"] if hp["finetune_lr"] is None else hp["finetune_lr"]
+        reg = hp["spike_reg"] if hp["finetune_spike_reg"] is None else hp["finetune_spike_reg"]
         conn = self.active_connections(hp)
         n_total = [jnp.sum(c) for c in conn]  # synapses of the unpruned active network, per layer
         losses = None
@@ -764,19 +792,30 @@ class MLPTask:
             params = [Dense(l.w * c, l.b) for l, c in zip(params, conn)]  # pruned weights are zero
             if per[r - 1]:
                 key = self._key(hp, 3) if R == 1 else jax.random.fold_in(self._key(hp, 3), r)
-                params, losses = self.fit(params, hp, key, data, conn=conn, steps=per[r - 1], lr=lr)
+                params, losses = self.fit(params, hp, key, data, conn=conn, steps=per[r - 1], lr=lr, spike_reg=reg)
         metrics = self.evaluate(params, hp, self._key(hp, 2), data, conn=conn)
         if losses is not None:
             metrics["train_loss"] = jnp.mean(losses[-max(1, per[-1] // 10) :])
         return metrics
 
-    def loss(self, params, hp, xb, yb, key, conn=None):
-        logits, _ = self.forward(params, self.resolve(hp), xb, key, train=True, conn=conn)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+    def loss(self, params, hp, xb, yb, key, conn=None, spike_reg=None):
+        """Cross-entropy plus ``spike_reg`` (default ``hp["spike_reg"]``) x the mean firing rate of
+        the active hidden units (spikes per unit per step, averaged over the hidden layers)."""
+        hp = self.resolve(hp)
+        logits, (_, hidden) = self.forward(params, hp, xb, key, train=True, conn=conn)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        lam = hp["spike_reg"] if spike_reg is None else spike_reg
+        if isinstance(lam, (int, float)) and lam == 0:
+            return ce
+        _, _, widths, _ = self._net(hp)
+        rates = [jnp.sum(z) / (z.shape[0] * z.shape[1] * w.astype(z.dtype)) for z, w in zip(hidden, widths)]
+        return ce + jnp.asarray(lam, jnp.float32) * sum(rates) / len(rates)
 
-    def fit(self, params, hp, key, data=None, *, conn=None, steps: int | None = None, lr=None):
+    def fit(self, params, hp, key, data=None, *, conn=None, steps: int | None = None, lr=None, spike_reg=None):
         """``steps`` (default ``self.steps``) Adam steps (cosine-decayed ``lr``, default
-        ``hp["lr"]``) with optional fixed connection masks; returns ``(params, per-step losses)``."""
+        ``hp["lr"]``) with optional fixed connection masks and firing-rate penalty ``spike_reg``
+        (default ``hp["spike_reg"]``); returns ``(params, per-step losses)`` (the losses include
+        the penalty)."""
         xtr, ytr = (self.data if data is None else data)[:2]
         hp = self.resolve(hp)
         total = self.steps if steps is None else int(steps)
@@ -802,7 +841,7 @@ class MLPTask:
             p, s = carry
             bi, k = xs
             xb, yb = take_batch((xtr, ytr), bi)
-            loss, g = jax.value_and_grad(self.loss)(p, hp, xb, yb, k, conn)
+            loss, g = jax.value_and_grad(self.loss)(p, hp, xb, yb, k, conn, spike_reg)
             with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats
                 upd, s = opt.update(g, s, p)
                 p = optax.apply_updates(p, upd)
