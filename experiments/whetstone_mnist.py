@@ -90,10 +90,29 @@ Temperature 10 had the best mean validation spiking accuracy (88.79 % over seeds
 softmax stops learning once every training image leads by a unit or two.
 Committed Fashion dense row (``python -m experiments whetstone_mnist --set dataset=fashion_mnist``):
 test 88.07 -> 88.58 % (validation 88.00 -> 88.66 %), 10000/10000 agree.
-``cnn_restricted`` with these defaults and ``--set steps=4``: test 89.90 -> 88.41 % (gap 1.49),
-validation 90.32 -> 88.78 % (gap 1.54); here the output layer's binarisation costs little (the
-accuracy with every layer sharp stays within 0.5 points of the accuracy at the current
-sharpness from the third layer on) and the loss comes with the two 8-channel conv layers.
+
+``cnn_restricted`` on Fashion with these defaults (seed 0; the dense row's temperature, not
+re-tuned): the output layer's binarisation now costs little (with every layer sharp the accuracy
+stays within about 0.5 points of the accuracy at the current sharpness from the third layer on);
+the loss comes with the two 8-channel conv layers (the accuracy at the current sharpness falls by
+about a point while they sharpen and does not recover over the remaining epochs). Chosen by the
+smallest validation gap:
+
+======================================  ======================  ======================
+setting                                 validation              test
+======================================  ======================  ======================
+``steps=4``                             90.32 -> 88.78, 1.54    89.90 -> 88.41, 1.49
+``steps=6``                             90.32 -> 88.78, 1.54    89.90 -> 88.87, 1.03
+``steps=4, dropout=0``                  89.36 -> 88.02, 1.34    89.69 -> 87.97, 1.72
+``sharpener=scheduled`` (4 ep./layer)   90.32 -> 89.08, 1.24    89.90 -> 88.73, 1.17
+``steps=4, lr_decay=0.95`` (committed)  89.58 -> 88.52, 1.06    88.80 -> 89.00, -0.20
+======================================  ======================  ======================
+
+The committed row meets the 0.5-point target on the test set only because its test "original"
+(88.80 %, the last epoch at s = 0) is a low snapshot: the s = 0 test accuracy was 90.00 % one
+epoch earlier (``original_best_acc_pct`` 90.01 %); on the validation split its gap is 1.06 points.
+So the Fashion CNN row does not meet the target robustly: binarising the 8-channel conv maps costs
+about a point here.
 
 Metrics: ``original_acc_pct`` (test accuracy after the last epoch before sharpening starts, all
 layers at s = 0; ``original_best_acc_pct`` is the best of those epochs),

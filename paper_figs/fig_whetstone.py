@@ -56,7 +56,15 @@ def _row_panel(ax, label, res):
     ax.set_ylim(max(lo, top - 12.0), top)
     ax.set_xlim(-0.03, 1.03)
     agree = m.get("spiking_vs_sharpened_agree") or f"{m['n_test'] - m['spiking_vs_sharpened_disagreements']}/{m['n_test']}"
-    ax.set_title(f"{label}\n{m['epochs_run']} epochs, {m['train_time_s']:.0f} s; agree {agree}", fontsize=8)
+    cfg = res.get("config", {})
+    extra = []
+    if cfg.get("input", "binarize") != "binarize":
+        extra.append(f"{cfg['input']} input")
+    if float(cfg.get("temperature", 1.0)) != 1.0:
+        extra.append(f"loss T={float(cfg['temperature']):g}")
+    label = f"{label} ({', '.join(extra)})" if extra else label
+    val = f"; val. gap {m['val_original_minus_spiking_pts']:.2f}" if "val_original_minus_spiking_pts" in m else ""
+    ax.set_title(f"{label}\n{m['epochs_run']} epochs, {m['train_time_s']:.0f} s; agree {agree}{val}", fontsize=8)
     ax.legend(loc="lower left", fontsize=6)
 
 
