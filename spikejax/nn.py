@@ -117,9 +117,13 @@ class SpikingMLP:
         hidden = []
         n_layers = len(layers)
         for i, layer in enumerate(layers):
-            cur = x @ layer.w
-            cur = cur + jnp.reshape(layer.b, (1,) * (cur.ndim - 1) + (-1,))
+            # one 2-D product over all time steps and samples: its weight gradient is then a plain
+            # x^T @ g GEMM (a [T, B, n] contraction over two axes made XLA:CPU copy a transpose first)
+            cur = jnp.reshape(jnp.reshape(x, (-1, x.shape[-1])) @ layer.w, x.shape[:-1] + (layer.w.shape[-1],))
             last = i == n_layers - 1
+            fused = not (last and self.readout == "membrane") and self._use_fused(nparams)
+            if not fused:
+                cur = cur + jnp.reshape(layer.b, (1,) * (cur.ndim - 1) + (-1,))
             if last and self.readout == "membrane":
                 a = jnp.exp(-self.dt / nparams.tau_mem).astype(cur.dtype)
 
@@ -129,8 +133,8 @@ class SpikingMLP:
 
                 _, out = jax.lax.scan(integ, jnp.zeros(cur.shape[1:], cur.dtype), cur, unroll=self.unroll)
                 break
-            if self._use_fused(nparams):
-                z = lif_sequence(self.neuron, nparams, cur, dt=self.dt)
+            if fused:  # the bias is added inside the fused layer's time loop
+                z = lif_sequence(self.neuron, nparams, cur, dt=self.dt, bias=layer.b)
             else:
                 state0 = self.neuron.init(nparams, cur.shape[1:], cur.dtype)
                 _, z = simulate(self.neuron.step, nparams, state0, cur, dt=self.dt, remat=self.remat, unroll=self.unroll)

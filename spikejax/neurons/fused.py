@@ -52,11 +52,13 @@ def _refractory_free(params) -> bool:
     return is_concrete(t_ref) and bool(np.all(np.asarray(t_ref) == 0))
 
 
-def lif_sequence(neuron: LIF, params: LIFParams, currents, *, dt: float):
+def lif_sequence(neuron: LIF, params: LIFParams, currents, *, dt: float, bias=None):
     """Spike trains ``[T, ...]`` of a LIF population driven by ``currents [T, ...]`` from rest.
 
-    Equal to ``simulate(neuron.step, params, neuron.init(params, currents.shape[1:]), currents,
-    dt=dt)[1]``, with a cheaper gradient (see the module docstring).  When ``t_ref`` is known to be
+    Equal to ``simulate(neuron.step, params, neuron.init(params, currents.shape[1:]), currents + bias,
+    dt=dt)[1]``, with a cheaper gradient (see the module docstring).  ``bias`` (optional, any shape
+    that broadcasts to ``currents.shape[1:]``, e.g. a layer's ``[n]`` bias) is added inside the time
+    loop, which saves a pass over ``[T, ...]`` in both directions.  When ``t_ref`` is known to be
     zero at trace time the forward scan carries the membrane only; otherwise it also carries the
     refractory counter and saves a boolean refractory mask for the backward pass.
     """
@@ -69,10 +71,35 @@ def lif_sequence(neuron: LIF, params: LIFParams, currents, *, dt: float):
         raise ValueError(
             f"lif_sequence: currents must be a floating array [T, ...], got shape {currents.shape} dtype {currents.dtype}"
         )
+    if bias is None:
+        bias = jnp.zeros((1,) * (currents.ndim - 1), currents.dtype)
+    else:
+        bias = jnp.asarray(bias)
+        if not jnp.issubdtype(bias.dtype, jnp.floating):
+            raise ValueError(f"lif_sequence: bias must be a floating array, got dtype {bias.dtype}")
+        try:
+            ok = jnp.broadcast_shapes(bias.shape, currents.shape[1:]) == currents.shape[1:]
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"lif_sequence: bias of shape {bias.shape} does not broadcast to one step of the currents, "
+                f"{currents.shape[1:]}"
+            )
+        # same rank as one step (strict rank promotion): a [n] bias of a [B, n] population -> [1, n]
+        bias = jnp.reshape(bias.astype(currents.dtype), (1,) * (currents.ndim - 1 - bias.ndim) + bias.shape)
     refractory = not _refractory_free(params)
     p = _as(currents.dtype, params)
     fn = _make(neuron.spike_fn, neuron.reset, neuron.input_mode, neuron.detach_reset, float(dt), refractory)
-    return fn(p, currents)
+    return fn(p, currents, bias)
+
+
+def _sum_to(x, shape):
+    """Sum ``x`` down to ``shape`` (the transpose of broadcasting ``shape`` up to ``x.shape``)."""
+    lead = x.ndim - len(shape)
+    x = jnp.sum(x, axis=tuple(range(lead))) if lead else x
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
 
 
 def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
@@ -93,7 +120,7 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
             return P - zr * (P - p.v_reset)
         return P - zr * (p.v_th - p.v_reset)
 
-    def forward(p, C, emit="P"):
+    def forward(p, C, b, emit="P"):
         """Pre-reset membranes ``P [T, ...]`` and the refractory mask (``None`` without refractoriness);
         with ``emit="z"`` (the primal call, no gradient wanted) the spike trains instead."""
         a = leak(p)
@@ -101,7 +128,7 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
         if not refractory:
 
             def body(v, c):
-                P = advance(p, a, v, c)
+                P = advance(p, a, v, c + b)
                 return after_reset(p, P), (P if emit == "P" else spikes(p, P))
 
             _, P = lax.scan(body, v0, C)
@@ -111,7 +138,7 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
 
         def body_ref(carry, c):  # LIF.step with _fire_and_reset, written out
             v, ref = carry
-            P = advance(p, a, v, c)
+            P = advance(p, a, v, c + b)
             masked = ref > 0
             v = jnp.where(masked, p.v_reset, P)
             z = jnp.where(masked, jnp.zeros((), v.dtype), spikes(p, v))
@@ -127,16 +154,18 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
         return z if R is None else jnp.where(R, jnp.zeros((), z.dtype), z)
 
     @jax.custom_vjp
-    def run(p, C):
-        return forward(p, C, emit="z")[0]
+    def run(p, C, b):
+        return forward(p, C, b, emit="z")[0]
 
-    def run_fwd(p, C):
-        P, R = forward(p, C)
-        return output(p, P, R), (p, P, R, C)
+    def run_fwd(p, C, b):
+        P, R = forward(p, C, b)
+        return output(p, P, R), (p, P, R, C, b)
 
     def run_bwd(res, dz):
-        p, P, R, C = res
+        p, P, R, C, b = res
         a = leak(p)
+        # P[t] depends on the current C[t] only through the linear drive term: dP/dC is a constant
+        _, vjp_drive = jax.vjp(lambda c: advance(p, a, jnp.zeros((), c.dtype), c), jnp.zeros(P.shape[1:], P.dtype))
 
         def body(g_next, xs):
             P_t, dz_t = xs[0], xs[1]
@@ -145,13 +174,16 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
             g = vjp_s(dz_t)[0] + vjp_r(a * g_next)[0]
             if R is not None:  # a refractory neuron's membrane is clamped: no path through P
                 g = jnp.where(xs[2], jnp.zeros((), g.dtype), g)
-            return g, g
+            # both the adjoint (for the neuron parameters; XLA drops it when those need no gradient)
+            # and the current gradient leave the loop, so no extra pass scales G afterwards
+            return g, (g, vjp_drive(g)[0])
 
         xs = (P, dz) if R is None else (P, dz, R)
-        _, G = lax.scan(body, jnp.zeros_like(P[0]), xs, reverse=True)
+        _, (G, dC) = lax.scan(body, jnp.zeros_like(P[0]), xs, reverse=True)
         P = lax.stop_gradient(P)
+        Cb = C + b[None]
 
-        def local(q, Cq):
+        def local(q):
             # the single-step map with the previous pre-reset membrane held fixed, vectorised over time
             v0 = jnp.broadcast_to(q.v_leak, P.shape[1:]).astype(P.dtype)[None]
             q = type(q)(*(f[None] if jnp.ndim(f) else f for f in q))  # per-neuron params: add the time axis
@@ -159,11 +191,11 @@ def _make(spike_fn, reset, input_mode, detach_reset, dt, refractory):
             if R is not None:
                 v_after = jnp.where(R[:-1], q.v_reset, v_after)
             v_prev = jnp.concatenate([v0, v_after], axis=0)
-            return advance(q, leak(q), v_prev, Cq), output(q, P, R)
+            return advance(q, leak(q), v_prev, Cb), output(q, P, R)
 
-        _, vjp_local = jax.vjp(local, p, C)
-        dp, dC = vjp_local((G, dz))
-        return dp, dC
+        _, vjp_local = jax.vjp(local, p)
+        (dp,) = vjp_local((G, dz))
+        return dp, dC, _sum_to(dC, jnp.shape(b))
 
     run.defvjp(run_fwd, run_bwd)
     return run
