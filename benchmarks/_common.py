@@ -119,6 +119,62 @@ def time_fn(fn: Callable[[], Any], sync: Callable[[Any], Any], *, repeats: int, 
     }
 
 
+def time_interleaved(fns: dict[str, Callable[[], Any]], sync: Callable[[Any], Any], *, repeats: int, min_time: float,
+                     max_repeats: int = 1000) -> dict[str, dict]:
+    """Time several functions with their calls interleaved (a, b, a, b, ...), so that a burst of load
+    from elsewhere on a shared machine hits every function alike and their ratio stays meaningful.
+
+    Same statistics as :func:`time_fn` per function (``first_s``, median, min, max, IQR, repeats);
+    process CPU time and minor page faults are counted around each function's own calls."""
+    first = {}
+    for k, fn in fns.items():
+        t0 = time.perf_counter()
+        sync(fn())
+        first[k] = time.perf_counter() - t0
+        sync(fn())  # warm-up
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - non-POSIX
+        resource = None
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    usage = {k: [0.0, 0.0, 0] for k in fns}  # user s, sys s, minor faults (summed per function)
+    spent = 0.0
+    while True:
+        n = len(next(iter(times.values())))
+        if n >= repeats and (spent >= min_time or n >= max_repeats):
+            break
+        for k, fn in fns.items():
+            r0 = resource.getrusage(resource.RUSAGE_SELF) if resource else None
+            t0 = time.perf_counter()
+            sync(fn())
+            dt = time.perf_counter() - t0
+            if r0 is not None:
+                r1 = resource.getrusage(resource.RUSAGE_SELF)
+                u = usage[k]
+                u[0] += r1.ru_utime - r0.ru_utime
+                u[1] += r1.ru_stime - r0.ru_stime
+                u[2] += r1.ru_minflt - r0.ru_minflt
+            times[k].append(dt)
+            spent += dt
+    out = {}
+    for k, ts in times.items():
+        ts.sort()
+        out[k] = {
+            "first_s": first[k],
+            "median_s": statistics.median(ts),
+            "min_s": ts[0],
+            "max_s": ts[-1],
+            "iqr_s": (ts[(3 * len(ts)) // 4] - ts[len(ts) // 4]) if len(ts) >= 4 else float("nan"),
+            "repeats": len(ts),
+            "interleaved": True,
+        }
+        if resource is not None:
+            n = len(ts)
+            out[k].update(cpu_user_s_per_call=usage[k][0] / n, cpu_sys_s_per_call=usage[k][1] / n,
+                          minflt_per_call=usage[k][2] / n)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Machine information
 

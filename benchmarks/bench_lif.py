@@ -27,14 +27,14 @@ What is timed, per configuration (see ``benchmarks/_common.py`` for the shapes):
   every layer but the first (whose input needs no gradient).
 * ``ratio`` = spikejax median / floor median.
 
-Times are medians over repeated calls with ``block_until_ready``; the first call (trace +
-compile + one run) is reported separately as ``compile``.
+Times are medians over repeated calls with ``block_until_ready``, the spikejax and floor calls of a
+configuration interleaved (so load from elsewhere on a shared machine hits both alike); the first
+call (trace + compile + one run) is reported separately as ``compile``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
@@ -137,7 +137,6 @@ def bench_config(name, cfg, args):
     sj_fwd, sj_fwdbwd, sj_rates = spikejax_fns(args.unroll, fused)
     res_unroll = args.unroll
     fl_fwd, fl_fwdbwd = floor_fns()
-    timer = functools.partial(C.time_fn, repeats=args.repeats, min_time=args.min_time)
 
     res = {"config": name, "shape": C.describe(cfg), **cfg, "flops": flops(cfg), "unroll": res_unroll,
            "fused": args.fused, "w_gain": C.W_GAIN}
@@ -150,8 +149,9 @@ def bench_config(name, cfg, args):
         ("fwd", lambda: sj_fwd(layers, x), lambda: fl_fwd(ws, xs)),
         ("fwd+bwd", lambda: sj_fwdbwd(layers, x, target), lambda: fl_fwdbwd(ws, xs, gs)),
     ):
-        sj_t = timer(sj_call, _sync)
-        fl_t = timer(fl_call, _sync)
+        # interleaved (spikejax, floor, spikejax, ...): load bursts on a shared machine hit both alike
+        tt = C.time_interleaved({"spikejax": sj_call, "floor": fl_call}, _sync, repeats=args.repeats, min_time=args.min_time)
+        sj_t, fl_t = tt["spikejax"], tt["floor"]
         res[mode] = {
             "spikejax": sj_t,
             "floor": fl_t,

@@ -78,10 +78,12 @@ def lif_section(out: list[str]) -> dict:
                "`spikejax.neurons.fused.lif_sequence`, and `spikejax.runtime.tune_cpu_allocator()`: glibc serves "
                "XLA's large temporaries from its heap instead of fresh mmaps, see `faults/call`); `generic scan` = "
                "`--fused off` (autodiff of `simulate(LIF.step)`); `malloc default` = glibc's default allocator "
-               "settings. Each variant's row has its own floor, measured in the same run. Weights: "
+               "settings. Each variant's row has its own floor, measured in the same run; `timing`: `interleaved` = "
+               "spikejax and floor calls alternate (current `bench_lif.py`: a load burst on this shared machine hits "
+               "both alike), `sequential` = all spikejax calls, then all floor calls (older runs). Weights: "
                f"`init_mlp(gain={C.W_GAIN:g})`; mean spike rate per step of each layer in `rates`.\n")
-    rows = ["| config | shape | pass | variant | compile s | spikejax ms | floor ms | spikejax / floor | page faults per call | rates | repeats |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| config | shape | pass | variant | compile s | spikejax ms | floor ms | spikejax / floor | page faults per call | rates | repeats | timing |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {}
     for label, rec in recs:
         if rec is None:
@@ -94,7 +96,8 @@ def lif_section(out: list[str]) -> dict:
                     f"| {r['config']} | {r['shape']} | {mode} | {label} | {e['spikejax']['first_s']:.2f} | "
                     f"{_ms(e['spikejax']['median_s'])} | {_ms(e['floor']['median_s'])} | **{e['ratio']:.2f}** | "
                     f"{e['spikejax'].get('minflt_per_call', float('nan')):.0f} | "
-                    f"{' / '.join(f'{x:.3f}' for x in r.get('spike_rate_per_layer', []))} | {e['spikejax']['repeats']} |")
+                    f"{' / '.join(f'{x:.3f}' for x in r.get('spike_rate_per_layer', []))} | {e['spikejax']['repeats']} | "
+                    f"{'interleaved' if e['spikejax'].get('interleaved') else 'sequential'} |")
     out.append("\n".join(rows) + "\n")
     worst = max((v["ratio"], k) for k, v in by.items() if k[2] == "default")
     out.append(f"Target (issue 2): within 1.5x of the floor on every configuration. Worst ratio of the default "
