@@ -35,7 +35,10 @@ def rows(results_dir: Path) -> list[str]:
         for c in rec.get("claims", []):
             try:
                 val = _get(rec["metrics"], c["metric"])
-                ours = format(val, c.get("fmt", "")) if not isinstance(val, str) else val
+                if val is None:  # e.g. an operating point the run never reached
+                    ours = "not reached"
+                else:
+                    ours = format(val, c.get("fmt", "")) if not isinstance(val, str) else val
             except (KeyError, IndexError, TypeError, ValueError):
                 ours = "missing"
             rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
