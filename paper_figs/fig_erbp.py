@@ -87,6 +87,11 @@ def make(out_dir: Path, results_dir: Path | None = None, arch: str = ARCH) -> li
         ax.plot(np.asarray(a_["mean_synops"]) / 1e3, 100 * np.asarray(a_["accuracy"]), "o-", ms=2.5, color=color, label=f"{label}, after n steps")
         f = s["first_spike"]
         ax.plot([f["mean_synops"] / 1e3], [100 * f["accuracy"]], "*", ms=10, color=color, label=f"{label}, first output spike")
+        e5 = s.get("error_below_5pct")
+        if e5:
+            ax.plot([e5["mean_synops"] / 1e3], [100 * e5["accuracy"]], "D", ms=6, mfc="none", color=color,
+                    label=f"{label}, first n with < 5% error (n = {e5['steps']})")
+    ax.plot([100.0], [95.0], "kx", ms=8, label="seed: ~100k SynOps at < 5% error")
     ax.set_xscale("log")
     pj = float(runs["erbp"]["metrics"]["synops"]["pj_per_synop"])
     ax.set_xlabel(f"SynOps per classification (x1000); 1k SynOps = {pj * 1e-3:g} uJ at {pj:g} pJ")
@@ -94,7 +99,7 @@ def make(out_dir: Path, results_dir: Path | None = None, arch: str = ARCH) -> li
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy vs SynOps (inference)")
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=6.5)  # outside: the points span the whole axes
     fig.suptitle("Event-driven random back-propagation (eRBP) on PI-MNIST", y=1.02)
     paths = save(fig, out_dir, "fig_erbp")
     paths += _rows_figure(out_dir, results_dir)
