@@ -239,12 +239,14 @@ def summarize(sums: DecisionSums, steps: Sequence[int], dt: float | None = None,
     return out
 
 
-def earliest_decision(summary: dict, max_error: float = 0.05) -> dict | None:
+def earliest_decision(summary: dict, max_error: float = 0.05) -> dict:
     """The cheapest fixed-length decision of a :func:`summarize` result whose error is below ``max_error``.
 
     Scans ``summary["after_steps"]`` in order of ``steps`` and returns that entry's ``steps``,
     ``time_s``, ``accuracy``, ``mean_synops`` and ``energy_uJ`` for the first one with
-    ``1 - accuracy < max_error`` (``None`` when no decision step gets there).  This is the
+    ``1 - accuracy < max_error``, with ``reached=True``.  When no decision step gets there the same
+    fields are present with ``reached=False`` and ``None`` values (so a results file's claim path
+    always resolves and a table can print "not reached").  This is the
     seed's operating point ("~100k SynOps per classification at < 5% error"); unlike the decision at
     the first output spike it stays meaningful for networks with background noise, whose first
     output spike can come from a noise kick.
@@ -255,6 +257,7 @@ def earliest_decision(summary: dict, max_error: float = 0.05) -> dict | None:
     for i in sorted(range(len(a["steps"])), key=lambda j: a["steps"][j]):
         if 1.0 - a["accuracy"][i] < max_error:
             return {
+                "reached": True,
                 "max_error": float(max_error),
                 "steps": int(a["steps"][i]),
                 "time_s": None if a.get("time_s") is None else a["time_s"][i],
@@ -262,7 +265,8 @@ def earliest_decision(summary: dict, max_error: float = 0.05) -> dict | None:
                 "mean_synops": float(a["mean_synops"][i]),
                 "energy_uJ": float(a["energy_uJ"][i]),
             }
-    return None
+    return dict(reached=False, max_error=float(max_error), steps=None, time_s=None, accuracy=None,
+                mean_synops=None, energy_uJ=None)
 
 
 def accuracy_vs_synops(out_spikes, synops_t, labels, steps: Sequence[int] | None = None, tie_break=None, *, dt=None, pj_per_synop=DEFAULT_PJ_PER_SYNOP) -> dict:

@@ -266,13 +266,14 @@ def test_synops_hand_counted_example():
     assert r["after_steps"]["mean_synops"] == [8.0, 12.0, 26.0]
     assert mac_count([784, 100, 10]) == 79400
     # earliest fixed-length decision under an error bound: steps 2 is the first with accuracy 1.0
-    assert r["error_below_5pct"] == {"max_error": 0.05, "steps": 2, "time_s": 2e-3, "accuracy": 1.0,
+    assert r["error_below_5pct"] == {"reached": True, "max_error": 0.05, "steps": 2, "time_s": 2e-3, "accuracy": 1.0,
                                      "mean_synops": 12.0, "energy_uJ": pytest.approx(12 * 20e-12 * 1e6)}
     hand = {"after_steps": {"steps": [10, 1, 5], "time_s": None, "accuracy": [0.97, 0.5, 0.951],
                             "mean_synops": [300.0, 10.0, 120.0], "energy_uJ": [6.0, 0.2, 2.4]}}
     assert earliest_decision(hand)["steps"] == 5  # in order of steps, not of the list: 1 (50%), 5 (4.9% error)
     assert earliest_decision(hand, max_error=0.04)["mean_synops"] == 300.0
-    assert earliest_decision(hand, max_error=0.01) is None
+    miss = earliest_decision(hand, max_error=0.01)  # no step gets there: same fields, explicit "not reached"
+    assert miss["reached"] is False and miss["steps"] is None and miss["mean_synops"] is None
     with pytest.raises(ValueError, match="max_error"):
         earliest_decision(hand, max_error=0.0)
     with pytest.raises(ValueError, match="exactly one of"):
