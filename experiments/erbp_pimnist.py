@@ -127,6 +127,8 @@ CONFIG = dict(
     noise_rate=1000.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
     t_ref=3e-3,  # max rate 1/(t_ref + dt) = 250 Hz = label rate (Auryn: 1/(3.9 + 0.1 ms))
     bias=0.0,
+    init_std_weight=7.0,  # forward init U(+-sqrt(init_std_weight / (n_pre + n_post))) (Auryn: 7)
+    feedback_std_weight=7.0,  # feedback init U(+-sqrt(feedback_std_weight / (n_out + n_hidden))), centred
     input_threshold=0.43,
     input_rate=250.0,
     label_rate=250.0,
@@ -285,6 +287,8 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         input_threshold=cfg["input_threshold"],
         input_rate=cfg["input_rate"],
         label_rate=cfg["label_rate"],
+        init_std_weight=cfg["init_std_weight"],
+        feedback_std_weight=cfg["feedback_std_weight"],
     )
 
 
