@@ -137,6 +137,7 @@ CONFIG = dict(
     # non-spiking baselines (RBP, BP)
     bp_lr=1e-3,
     bp_batch_size=100,
+    bp_schedule="constant",  # Adam learning rate over the run: "constant" or "cosine" (decay to 0 over all epochs)
     # throughput of eRBP training vs BP on 784-500-10: "auto" = only in erbp runs, "on", "off"
     throughput="off",
     throughput_samples=3000,
@@ -387,11 +388,17 @@ def _run_baseline(cfg, ctx, method, sizes, train, test, split="test"):
     def predict(p, xb, k):
         return erbp.mlp_logits(p, xb)
 
+    if cfg["bp_schedule"] == "constant":
+        lr = cfg["bp_lr"]
+    elif cfg["bp_schedule"] == "cosine":
+        lr = optax.cosine_decay_schedule(cfg["bp_lr"], cfg["epochs"] * (len(train[0]) // cfg["bp_batch_size"]))
+    else:
+        raise ValueError(f"bp_schedule must be 'constant' or 'cosine', got {cfg['bp_schedule']!r}")
     params, hist = fit_classifier(
         loss_fn,
         predict,
         params,
-        optax.adam(cfg["bp_lr"]),
+        optax.adam(lr),
         train,
         test,
         epochs=cfg["epochs"],
@@ -508,10 +515,81 @@ def run(cfg, ctx):
     return metrics
 
 
+def seed_scan(overrides: dict, seeds=(0, 1, 2, 3, 4, 5), n_samples: int = 20000, n_val: int = 2000) -> list:
+    """Early-training robustness over seeds, on the validation split only (never the test set).
+
+    For each seed: initialise, train eRBP on the first ``n_samples`` digits of that seed's first
+    epoch (the first 55k training digits, shuffled as in :func:`run`), then score the first
+    ``n_val`` digits of the last 5k.  Returns one dict per seed with the accuracy, the worst class
+    and its accuracy: a class at 0 is an output neuron that stopped learning (its synaptic current on
+    its own digits below the boxcar gate).  ``overrides`` are CONFIG keys (e.g. ``{"gate_low": -3}``).
+    ``python -m experiments.erbp_pimnist --seed-scan arch=784-200-200-10 gate_low=-3``
+    """
+    cfg = dict(CONFIG)
+    for k, v in overrides.items():
+        if k not in cfg:
+            raise ValueError(f"seed_scan: unknown config key {k!r}")
+        cfg[k] = v
+    cfg["val"] = 5000
+    (train, val) = _data(cfg, "train")
+    sizes = parse_arch(cfg["arch"], train[0].shape[1])
+    ecfg = erbp_config(cfg, sizes, "erbp")
+    xtr, ytr = (jnp.asarray(a) for a in train)
+    xv, yv = (jnp.asarray(a[:n_val]) for a in val)
+    B = int(cfg["batch_size"])
+
+    @jax.jit
+    def learn(p, idx, ks):
+        def body(p, xs):
+            bi, k = xs
+            xb, yb = take_batch((xtr, ytr), bi)
+            return erbp.present(ecfg, p, xb, yb, k, train=True)[0], None
+
+        return jax.lax.scan(body, p, (idx, ks))[0]
+
+    score = jax.jit(lambda p, x, k: erbp.present(ecfg, p, x, None, k, train=False)[1])
+    out = []
+    for s in seeds:
+        k_init, k_train, k_eval, _ = jax.random.split(jax.random.PRNGKey(int(s)), 4)
+        p = erbp.init_erbp(k_init, ecfg)
+        kp, kb = jax.random.split(jax.random.split(k_train, int(cfg["epochs"]))[0])
+        idx = epoch_batches(kp, int(xtr.shape[0]), B)[: n_samples // B]
+        p = learn(p, idx, jax.random.split(kb, idx.shape[0]))
+        o = score(p, xv, k_eval)
+        pred = np.asarray(erbp._decide_counts(o["out_spikes"], o["out_current"]))
+        y = np.asarray(yv)
+        per_class = [float((pred[y == c] == c).mean()) for c in range(int(sizes[-1]))]
+        out.append({"seed": int(s), "val_acc": float((pred == y).mean()), "worst_class": int(np.argmin(per_class)),
+                    "worst_class_acc": float(min(per_class))})
+    return out
+
+
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="re-derive the SynOps claims of existing eRBP/peRBP results files")
-    ap.add_argument("--reanalyse", nargs="+", required=True, metavar="RESULTS_JSON")
-    for f in ap.parse_args().reanalyse:
-        print(f, reanalyse(f))
+    ap = argparse.ArgumentParser(description="eRBP/peRBP helpers: re-derive SynOps claims of results files, or scan seeds")
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--reanalyse", nargs="+", metavar="RESULTS_JSON")
+    g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5")
+    ap.add_argument("--samples", type=int, default=20000)
+    a = ap.parse_args()
+    if a.reanalyse:
+        for f in a.reanalyse:
+            print(f, reanalyse(f))
+    else:
+        import ast
+
+        def _val(v):
+            try:
+                return ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                return v
+
+        ov = {k: _val(v) for k, v in (kv.split("=", 1) for kv in a.seed_scan)}
+        rows = seed_scan(ov, [int(x) for x in a.seeds.split(",")], a.samples)
+        for r in rows:
+            print(f"seed {r['seed']}: val acc {r['val_acc']:.3f}, worst class {r['worst_class']} at {r['worst_class_acc']:.2f}")
+        acc = [r["val_acc"] for r in rows]
+        dead = sum(r["worst_class_acc"] == 0.0 for r in rows)
+        print(f"{ov}: mean val acc {np.mean(acc):.4f}, seeds with a dead output class: {dead} of {len(rows)}")
