@@ -81,42 +81,9 @@ def time_fn(fn: Callable[[], Any], sync: Callable[[Any], Any], *, repeats: int, 
     process CPU time (user, sys) and minor page faults per timed call (Linux ``getrusage``; a
     large ``sys``/``minflt`` means the allocator maps fresh pages on every call).
     """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - non-POSIX
-        resource = None
-    t0 = time.perf_counter()
-    sync(fn())
-    first = time.perf_counter() - t0
-    sync(fn())  # warm-up
-    times: list[float] = []
-    spent = 0.0
-    r0 = resource.getrusage(resource.RUSAGE_SELF) if resource else None
-    while len(times) < repeats or (spent < min_time and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        sync(fn())
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-    r1 = resource.getrusage(resource.RUSAGE_SELF) if resource else None
-    n = len(times)
-    times.sort()
-    usage = {}
-    if r0 is not None:
-        usage = {
-            "cpu_user_s_per_call": (r1.ru_utime - r0.ru_utime) / n,
-            "cpu_sys_s_per_call": (r1.ru_stime - r0.ru_stime) / n,
-            "minflt_per_call": (r1.ru_minflt - r0.ru_minflt) / n,
-        }
-    return {
-        "first_s": first,
-        "median_s": statistics.median(times),
-        "min_s": times[0],
-        "max_s": times[-1],
-        "iqr_s": (times[(3 * len(times)) // 4] - times[len(times) // 4]) if len(times) >= 4 else float("nan"),
-        "repeats": n,
-        **usage,
-    }
+    r = time_interleaved({"fn": fn}, sync, repeats=repeats, min_time=min_time, max_repeats=max_repeats)["fn"]
+    del r["interleaved"]  # one function: nothing to interleave with
+    return r
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], sync: Callable[[Any], Any], *, repeats: int, min_time: float,
@@ -124,8 +91,8 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], sync: Callable[[Any], An
     """Time several functions with their calls interleaved (a, b, a, b, ...), so that a burst of load
     from elsewhere on a shared machine hits every function alike and their ratio stays meaningful.
 
-    Same statistics as :func:`time_fn` per function (``first_s``, median, min, max, IQR, repeats);
-    process CPU time and minor page faults are counted around each function's own calls."""
+    Per function, the statistics of :func:`time_fn` (``first_s``, median, min, max, IQR, repeats,
+    CPU time and minor page faults counted around that function's own calls)."""
     first = {}
     for k, fn in fns.items():
         t0 = time.perf_counter()

@@ -87,8 +87,8 @@ def make(out_dir: Path, results_dir: Path | None = None, arch: str = ARCH) -> li
         ax.plot(np.asarray(a_["mean_synops"]) / 1e3, 100 * np.asarray(a_["accuracy"]), "o-", ms=2.5, color=color, label=f"{label}, after n steps")
         f = s["first_spike"]
         ax.plot([f["mean_synops"] / 1e3], [100 * f["accuracy"]], "*", ms=10, color=color, label=f"{label}, first output spike")
-        e5 = s.get("error_below_5pct")
-        if e5 and e5.get("reached", True):
+        e5 = s["error_below_5pct"]
+        if e5["reached"]:
             ax.plot([e5["mean_synops"] / 1e3], [100 * e5["accuracy"]], "D", ms=6, mfc="none", color=color,
                     label=f"{label}, first n with < 5% error (n = {e5['steps']})")
     ax.plot([100.0], [95.0], "kx", ms=8, label="seed: ~100k SynOps at < 5% error")
