@@ -149,6 +149,7 @@ CONFIG = dict(
     hidden=512,  # dense row: width of the two hidden layers
     conv_scale=1.0,  # CNN rows: multiply the conv channel counts (the quick smoke run shrinks them)
     conv_impl="slices",  # slices | patches | lax (spikejax.whetstone.conv2d)
+    fuse_epoch="auto",  # one lax.scan per epoch (true) or one jitted call per minibatch (false); auto = false for lax convs
     key_width=100,
     key_overlapping=False,
     temperature="auto",  # N-hot softmax logits / T in the training loss (1 = Whetstone's Softmax_Decode); auto = per dataset
@@ -273,6 +274,20 @@ def use_batch_norm(cfg) -> bool:
     raise ValueError(f"batch_norm must be auto, true or false, got {bn!r}")
 
 
+def fuse_epoch(cfg) -> bool:
+    """``fit_whetstone(fuse_epoch=...)``: ``auto`` scans whole epochs except for CNNs with
+    ``conv_impl=lax``, whose convolutions XLA's CPU backend runs far slower inside a loop body."""
+    v = cfg["fuse_epoch"]
+    if isinstance(v, bool):
+        return v
+    low = str(v).strip().lower()
+    if low == "auto":
+        return not (cfg["conv_impl"] == "lax" and cfg["net"] != "dense")
+    if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return low in ("1", "true", "yes", "on")
+    raise ValueError(f"fuse_epoch must be auto, true or false, got {v!r}")
+
+
 def load_inputs(cfg, split):
     """Images converted by ``cfg['input']``: ``[N, H*W]`` for the dense row, ``[N, H, W, 1]`` for CNNs."""
     x, y = load_dataset(cfg["dataset"], split, as_float=True)
@@ -344,7 +359,7 @@ def run(cfg, ctx):
     variables, sh, hist = W.fit_whetstone(
         model, variables, K, sharpener, opt, (xtr, ytr), (xte, yte),
         max_epochs=cfg["max_epochs"], batch_size=cfg["batch_size"], key=k_train, ctx=ctx, eval_batch=cfg["eval_batch"], val=val,
-        temperature=float(cfg["temperature"]),
+        temperature=float(cfg["temperature"]), fuse_epoch=fuse_epoch(cfg),
     )
     fit_wall = time.time() - t0
     final_s = np.asarray(sharpener.sharpness(sh))
@@ -391,6 +406,7 @@ def run(cfg, ctx):
         "dataset": cfg["dataset"],
         "layers": [repr(l) for l in model.layers],
         "conv_impl": cfg["conv_impl"],
+        "fuse_epoch": fuse_epoch(cfg),
         "n_params": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(variables["params"]))),
         "batch_norm": model.batch_norm,
         "original_acc_pct": 100 * original,
