@@ -629,8 +629,14 @@ def _fa_bwd(res, g):
 fa_matmul.defvjp(_fa_fwd, _fa_bwd)
 
 
-def mlp_logits(params, x, feedback=None):
-    """ReLU MLP logits; ``feedback`` (from :func:`random_feedback`) turns ``jax.grad`` into RBP."""
+def mlp_logits(params, x, feedback=None, *, dropout: float = 0.0, key=None):
+    """ReLU MLP logits; ``feedback`` (from :func:`random_feedback`) turns ``jax.grad`` into RBP.
+
+    ``dropout`` > 0 with a ``key`` zeroes each hidden unit with that probability and scales the
+    kept ones by ``1 / (1 - dropout)`` (training; leave ``key=None`` to evaluate)."""
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    keys = jax.random.split(key, len(params)) if (key is not None and dropout > 0) else None
     h = x
     for l, (w, b) in enumerate(params):
         if feedback is not None and l >= 1:
@@ -639,9 +645,12 @@ def mlp_logits(params, x, feedback=None):
             h = h @ w + b[None, :]
         if l < len(params) - 1:
             h = jax.nn.relu(h)
+            if keys is not None:
+                keep = jax.random.bernoulli(keys[l], 1.0 - dropout, h.shape)
+                h = jnp.where(keep, h / (1.0 - dropout), jnp.zeros((), h.dtype))
     return h
 
 
-def mlp_loss(params, x, y, feedback=None):
-    """Mean softmax cross-entropy of :func:`mlp_logits`."""
-    return optax.softmax_cross_entropy_with_integer_labels(mlp_logits(params, x, feedback), y).mean()
+def mlp_loss(params, x, y, feedback=None, *, dropout: float = 0.0, key=None):
+    """Mean softmax cross-entropy of :func:`mlp_logits` (same ``dropout`` / ``key``)."""
+    return optax.softmax_cross_entropy_with_integer_labels(mlp_logits(params, x, feedback, dropout=dropout, key=key), y).mean()

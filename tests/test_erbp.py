@@ -334,3 +334,27 @@ def test_poisson_membrane_noise_kicks_the_membrane(key):
     assert abs(r - expected) < 0.04, (r, expected)
     with pytest.raises(ValueError, match="noise_rate"):
         ERBPConfig(noise_rate=-1.0)
+
+
+def test_mlp_dropout_is_unbiased_and_off_without_key():
+    """Inverted dropout on the baselines' hidden layer: the output layer is linear in the hidden
+    activations, so the mean of the logits over many masks equals the logits without dropout;
+    a drop rate of 0.3 zeroes 30% of the hidden units; no key (evaluation) means no dropout."""
+    k = jax.random.PRNGKey(0)
+    params = erbp.init_mlp_params(k, (6, 50, 3))
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 6))
+    ref = erbp.mlp_logits(params, x)
+    np.testing.assert_array_equal(np.asarray(erbp.mlp_logits(params, x, dropout=0.3)), np.asarray(ref))
+    keys = jax.random.split(jax.random.PRNGKey(2), 20000)
+    outs = jax.vmap(lambda kk: erbp.mlp_logits(params, x, dropout=0.3, key=kk))(keys)
+    scale = float(jnp.max(jnp.abs(ref)))
+    np.testing.assert_allclose(np.asarray(outs.mean(0)), np.asarray(ref), atol=0.02 * scale)
+    w, b = params[0]
+    h = jax.nn.relu(x @ w + b[None, :])
+    hd = jax.vmap(lambda kk: erbp.mlp_logits([(w, b), (jnp.eye(50), jnp.zeros(50))], x, dropout=0.3, key=kk))(keys[:2000])
+    live = np.asarray(h) > 0
+    dropped = (np.asarray(hd) == 0)[:, live]
+    assert abs(dropped.mean() - 0.3) < 0.01
+    np.testing.assert_allclose(np.asarray(hd)[:, live][~dropped], np.broadcast_to(np.asarray(h)[live] / 0.7, dropped.shape)[~dropped], rtol=1e-5)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        erbp.mlp_logits(params, x, dropout=1.0, key=k)
