@@ -127,6 +127,7 @@ was 3.93% after 5 epochs), 331 s.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -164,6 +165,7 @@ CONFIG = dict(
     gate_low=-1.15,
     gate_high=1.15,
     p_syn=0.65,  # used by method=perbp only
+    perbp_test="stochastic",  # peRBP test presentations: "stochastic" synapses (Auryn) or "mean" (weights x p_syn)
     noise_std=None,  # membrane kick size; None = NOISE_STD[method] (eRBP 0.2, peRBP 0; chosen on the validation split)
     noise_rate=1000.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
     t_ref=3e-3,  # max rate 1/(t_ref + dt) = 250 Hz = label rate (Auryn: 1/(3.9 + 0.1 ms))
@@ -314,6 +316,13 @@ def noise_std(cfg, method) -> float:
     return float(NOISE_STD.get(method, 0.0) if v is None else v)
 
 
+def perbp_test(cfg) -> str:
+    v = str(cfg["perbp_test"]).strip().lower()
+    if v not in ("stochastic", "mean"):
+        raise ValueError(f"perbp_test must be 'stochastic' or 'mean', got {cfg['perbp_test']!r}")
+    return v
+
+
 def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
     return erbp.ERBPConfig(
         sizes=sizes,
@@ -333,6 +342,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         label_rate=cfg["label_rate"],
         init_std_weight=cfg["init_std_weight"],
         feedback_std_weight=cfg["feedback_std_weight"],
+        stochastic_test=perbp_test(cfg) == "stochastic",
     )
 
 
@@ -390,6 +400,17 @@ def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
     if summary is None:  # resumed after the last epoch: evaluate once more
         summary = erbp.evaluation_summary(evaluate(params, xte, yte, k_eval), evaluate.steps, ecfg, cfg["pj_per_synop"])
 
+    other = {}
+    if method == "perbp":
+        # the other test mode on the same trained weights (stochastic synapses vs their expectation)
+        alt = dataclasses.replace(ecfg, stochastic_test=not ecfg.stochastic_test)
+        alt_mode = "stochastic" if alt.stochastic_test else "mean"
+        s_alt = erbp.evaluation_summary(erbp.make_evaluate(alt, cfg["eval_batch"])(params, xte, yte, k_eval), evaluate.steps, alt, cfg["pj_per_synop"])
+        other = {f"{split}_err_pct_{alt_mode}_test": 100 * (1 - s_alt["test_acc"]), f"synops_{alt_mode}_test": s_alt}
+        ctx.log(f"{split} error with the {alt_mode} test mode: {100 * (1 - s_alt['test_acc']):.2f}%")
+    # the trained weights, so that other test modes can be evaluated later without retraining
+    ctx.save_npz("params.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(params.w)}, **{f"g{i}": np.asarray(g) for i, g in enumerate(params.g)})
+
     # raster of the first test digit (hidden layers, output, error neurons silent at test)
     _, rec = erbp.run_presentation(ecfg, params, xte[:1], k_ras)
     arrays = {
@@ -409,6 +430,8 @@ def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
         "history": history,
         "train_time_s": float(np.sum(history["epoch_time_s"])),
         "synops": summary,
+        **({"perbp_test": perbp_test(cfg)} if method == "perbp" else {}),
+        **other,
         "mean_hidden_rate_hz_first_test_digit": hidden_rates,
         "ann_macs_per_classification": mac_count(sizes),
         "erbp_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()},

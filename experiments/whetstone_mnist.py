@@ -41,9 +41,12 @@ the test set, as for the dense row):
   ``key_width=300, steps=10, lr_decay=0.95`` (committed) 96.07 / 95.76 %. With key width 300 the
   s = 0 test accuracy is noisy (94-96 % over epochs 4-9), so its "original" is a point below the
   default run's.
-* ``cnn_unrestricted`` was not run: one epoch of 60000 images takes about 375 s with
-  ``conv_impl=patches`` (458 s with ``slices``, 1000 s with ``lax``; measured on 512 images),
-  so its ~28 epochs need about 3 hours of this CPU.
+* ``cnn_unrestricted`` with ``--set conv_impl=lax --set steps=4`` (28 epochs): original 98.87 %,
+  spiking 98.96 %, 10000/10000 agree; 1467 s of training (about 52 s per epoch).  With ``lax``
+  convolutions ``fuse_epoch=auto`` runs one jitted call per minibatch: XLA's CPU backend runs
+  ``lax.conv`` several times slower inside the epoch's scan body, and the matmul forms (375 s per
+  epoch with ``patches``) are slower still for these 10x10 kernels on 32 channels
+  (``python benchmarks/bench_whetstone_conv.py``, BENCHMARKS.md).  Run once, no selection.
 * Fashion-MNIST, before the per-dataset defaults (binarised input, plain N-hot softmax):
   ``dense`` original 84.21 %, spiking 81.42 %; ``key_width=300, steps=10, lr_decay=0.95``
   83.59 / 80.94 %; ``cnn_restricted`` with ``--set steps=4`` 84.90 / 79.88 %, with

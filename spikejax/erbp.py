@@ -27,7 +27,9 @@ Network (papers.md 2.2, after Neftci et al. 2017; semantics only, own code):
   and uses it for every sample of the minibatch: each sample still sees independent
   Bernoulli(p) transmission in time, and the rule is exact for ``batch_size = 1``, but within a
   step the samples of a batch share coins.  Coins have 8-bit resolution (p is rounded to a
-  multiple of 1/256).
+  multiple of 1/256).  At test time the synapses stay stochastic (``stochastic_test=True``, as in
+  Auryn); ``stochastic_test=False`` transmits every event with its expected weight ``p_syn * w``
+  instead (the mean network, as dropout is replaced by its expectation at inference).
 
 Discretisation: ``dt`` defaults to 1 ms (Auryn: 0.1 ms), so a refractory period of 3.9 ms becomes
 4 steps and the maximum rate is 200 Hz.  Synapses have a one-step delay between layers (a spike
@@ -355,7 +357,8 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
                 x_soma = jnp.einsum("bi,bij->bj", pre, w[None] * mask)
             synops = synops + synops_per_step(pre, mask=mask)
         else:
-            x_soma = pre @ w
+            # eRBP, or peRBP tested with its expected transmission p_syn * w (stochastic_test=False)
+            x_soma = pre @ (w * cfg.p_syn) if cfg.p_syn < 1.0 else pre @ w
             synops = synops + synops_per_step(pre, fan_out=w.shape[1])
         if l < L - 1:
             x_dend = err_diff @ params_g[l]

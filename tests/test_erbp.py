@@ -358,3 +358,25 @@ def test_mlp_dropout_is_unbiased_and_off_without_key():
     np.testing.assert_allclose(np.asarray(hd)[:, live][~dropped], np.broadcast_to(np.asarray(h)[live] / 0.7, dropped.shape)[~dropped], rtol=1e-5)
     with pytest.raises(ValueError, match="dropout must be in"):
         erbp.mlp_logits(params, x, dropout=1.0, key=k)
+
+
+def test_perbp_mean_transmission_test_equals_scaled_deterministic_net(key):
+    """``stochastic_test=False``: a peRBP net is tested with its expected transmission, i.e. exactly
+    the deterministic (p_syn = 1) net with every forward weight multiplied by p_syn; with
+    ``stochastic_test=True`` the test presentation is random (two keys, two spike trains)."""
+    sizes = (20, 30, 4)
+    cfg = ERBPConfig(sizes=sizes, p_syn=0.65, stochastic_test=False, t_test=0.05)
+    params = erbp.init_erbp(key, cfg)
+    params = erbp.ERBPParams(tuple(3.0 * w for w in params.w), params.g)  # strong enough to fire
+    x = (jax.random.uniform(jax.random.PRNGKey(3), (5, 20)) > 0.4).astype(jnp.float32)
+    _, rec = erbp.run_presentation(cfg, params, x, jax.random.PRNGKey(1))
+    ref_cfg = ERBPConfig(sizes=sizes, p_syn=1.0, t_test=0.05)
+    scaled = erbp.ERBPParams(tuple(0.65 * w for w in params.w), params.g)
+    _, ref = erbp.run_presentation(ref_cfg, scaled, x, jax.random.PRNGKey(1))
+    assert float(jnp.sum(ref["out_spikes"])) > 0 and float(jnp.sum(ref["layer_spikes"][0])) > 0
+    np.testing.assert_array_equal(np.asarray(rec["out_spikes"]), np.asarray(ref["out_spikes"]))
+    np.testing.assert_array_equal(np.asarray(rec["layer_spikes"][0]), np.asarray(ref["layer_spikes"][0]))
+    sto = ERBPConfig(sizes=sizes, p_syn=0.65, t_test=0.05)
+    _, a = erbp.run_presentation(sto, params, x, jax.random.PRNGKey(1))
+    _, b = erbp.run_presentation(sto, params, x, jax.random.PRNGKey(2))
+    assert not np.array_equal(np.asarray(a["layer_spikes"][0]), np.asarray(b["layer_spikes"][0]))
