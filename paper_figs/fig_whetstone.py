@@ -62,8 +62,8 @@ def _row_panel(ax, label, res):
         extra.append(f"{cfg['input']} input")
     if float(cfg.get("temperature", 1.0)) != 1.0:
         extra.append(f"loss T={float(cfg['temperature']):g}")
-    label = f"{label} ({', '.join(extra)})" if extra else label
-    val = f"; val. gap {m['val_original_minus_spiking_pts']:.2f}" if "val_original_minus_spiking_pts" in m else ""
+    label = f"{label}\n({', '.join(extra)})" if extra else label
+    val = f"\nvalidation gap {m['val_original_minus_spiking_pts']:.2f} points" if "val_original_minus_spiking_pts" in m else ""
     ax.set_title(f"{label}\n{m['epochs_run']} epochs, {m['train_time_s']:.0f} s; agree {agree}{val}", fontsize=8)
     ax.legend(loc="lower left", fontsize=6)
 
