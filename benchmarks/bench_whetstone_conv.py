@@ -18,7 +18,10 @@ steep sigmoid and the bounded ReLU), every convolution implementation of
 ``spikejax.whetstone.conv2d`` (``slices``, ``patches``, ``lax``) and both epoch modes of
 ``fit_whetstone`` (``fuse_epoch=True``: one jitted ``lax.scan`` over the epoch's minibatches;
 ``False``: one jitted call per minibatch), the epochs after the first (which compiles) are
-timed and the median is reported as milliseconds per training step.  The evaluation that
+timed and the median is reported as milliseconds per training step.  ``--malloc tuned`` (the
+default) applies ``spikejax.runtime.tune_cpu_allocator`` first, as ``python -m experiments`` does:
+without it glibc maps fresh pages for every large XLA buffer and the ``lax`` step takes about
+2.5x longer (260-290 vs ~105 ms per step; ``--malloc default`` measures that).  The evaluation that
 ``fit_whetstone`` runs after every epoch (256 images) is outside the timed span.  The
 1-minute load average before and after the run is recorded (this is a shared machine).
 """
@@ -54,6 +57,7 @@ def _parse(argv=None):
     ap.add_argument("--epochs", type=int, default=None, help="epochs per measurement, the first one compiles (default 3)")
     ap.add_argument("--impls", default=",".join(W.CONV_IMPLS), help="comma-separated conv implementations")
     ap.add_argument("--activations", default="sigmoid,brelu", help="comma-separated activations")
+    C.add_malloc_flag(ap)
     return ap.parse_args(argv)
 
 
@@ -80,6 +84,7 @@ def measure(impl: str, fused: bool, x, y, *, activation: str, scale: float, batc
 
 def main(argv=None) -> dict:
     args = _parse(argv)
+    malloc_tuned = C.tune_malloc(args.malloc == "tuned")  # as the experiment runner does (spikejax.runtime)
     scale = 0.125 if args.quick else 1.0
     nb = args.batches or (4 if args.quick else 8)
     epochs = args.epochs or (2 if args.quick else 3)
@@ -89,7 +94,7 @@ def main(argv=None) -> dict:
     y = rng.integers(0, 10, nb * batch).astype(np.int32)
     out = {"benchmark": "bench_whetstone_conv", "quick": bool(args.quick), "machine": C.machine_info(),
            "loadavg_before": list(os.getloadavg()), "batch_size": batch, "batches_per_epoch": nb, "epochs": epochs,
-           "conv_channel_scale": scale, "rows": []}
+           "conv_channel_scale": scale, "malloc": {"requested": args.malloc, "tuned": malloc_tuned}, "rows": []}
     for act in args.activations.split(","):
         for impl in args.impls.split(","):
             for fused in (True, False):
@@ -101,13 +106,13 @@ def main(argv=None) -> dict:
     n60k = 60000 // batch
     rows = []
     for r in out["rows"]:
-        ref = next(q for q in out["rows"] if q["activation"] == r["activation"] and q["impl"] == "slices" and q["fuse_epoch"])
+        ref = next((q for q in out["rows"] if q["activation"] == r["activation"] and q["impl"] == "slices" and q["fuse_epoch"]), r)
         rows.append([r["activation"], r["impl"], "scan per epoch" if r["fuse_epoch"] else "one call per step",
                      f"{r['ms_per_step']:.0f}", f"{r['ms_per_step'] * n60k / 1e3:.0f}", f"{ref['ms_per_step'] / r['ms_per_step']:.2f}x"])
     best = {a: min((r for r in out["rows"] if r["activation"] == a), key=lambda r: r["ms_per_step"]) for a in {r["activation"] for r in out["rows"]}}
     out["description"] = (
         f"cnn_unrestricted training step (batch {batch}, conv channels x{scale}), median of epochs 2-{epochs} of "
-        f"{nb} steps; load average before {out['loadavg_before'][0]:.2f}, after {out['loadavg_after'][0]:.2f}; fastest: "
+        f"{nb} steps, glibc malloc {args.malloc}; load average before {out['loadavg_before'][0]:.2f}, after {out['loadavg_after'][0]:.2f}; fastest: "
         + "; ".join(f"{a}: {b['impl']}, {'scanned' if b['fuse_epoch'] else 'one call per step'}" for a, b in sorted(best.items()))
     )
     out["markdown"] = C.markdown_table(

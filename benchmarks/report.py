@@ -11,6 +11,8 @@ Sections are filled from, when present:
 * ``benchmarks/results/bench_sweep.json``: vmapped sweep vs one-after-another
   (``benchmarks/bench_sweep.py``);
 * ``benchmarks/results/bench_erbp.json``: eRBP training throughput (``benchmarks/bench_erbp.py``);
+* ``benchmarks/results/bench_whetstone_conv.json``: Whetstone CNN training step per convolution
+  implementation and epoch mode (``benchmarks/bench_whetstone_conv.py``);
 * ``results/softlif_dropout_diabetes.json``: permanent-dropout samples, one vmapped call vs a
   Python loop (measured inside that experiment).
 
@@ -183,6 +185,8 @@ def build() -> str:
               "python benchmarks/bench_sweep.py --json benchmarks/results/bench_sweep.json")
     _embedded(out, "eRBP training throughput (issue 5)", "bench_erbp.json",
               "python benchmarks/bench_erbp.py --json benchmarks/results/bench_erbp.json")
+    _embedded(out, "Whetstone CNN training step: convolution implementation x scanned epoch or one call per step (issue 4)",
+              "bench_whetstone_conv.json", "python benchmarks/bench_whetstone_conv.py --json benchmarks/results/bench_whetstone_conv.json")
     dropout_section(out)
     return "\n".join(out)
 

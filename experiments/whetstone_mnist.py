@@ -44,9 +44,10 @@ the test set, as for the dense row):
 * ``cnn_unrestricted`` with ``--set conv_impl=lax --set steps=4`` (28 epochs): original 98.87 %,
   spiking 98.96 %, 10000/10000 agree; 1467 s of training (about 52 s per epoch).  With ``lax``
   convolutions ``fuse_epoch=auto`` runs one jitted call per minibatch: XLA's CPU backend runs
-  ``lax.conv`` several times slower inside the epoch's scan body, and the matmul forms (375 s per
-  epoch with ``patches``) are slower still for these 10x10 kernels on 32 channels
-  (``python benchmarks/bench_whetstone_conv.py``, BENCHMARKS.md).  Run once, no selection.
+  ``lax.conv`` over ten times slower inside the epoch's scan body, and with the steep sigmoid the
+  matmul forms are about six times slower than ``lax`` per call (0.14 s per step against 0.8 s
+  for ``slices`` or ``patches`` scanned; with the bounded ReLU ``slices`` scanned ties with it,
+  0.14 s; ``python benchmarks/bench_whetstone_conv.py``, BENCHMARKS.md).  Run once, no selection.
 * Fashion-MNIST, before the per-dataset defaults (binarised input, plain N-hot softmax):
   ``dense`` original 84.21 %, spiking 81.42 %; ``key_width=300, steps=10, lr_decay=0.95``
   83.59 / 80.94 %; ``cnn_restricted`` with ``--set steps=4`` 84.90 / 79.88 %, with
@@ -171,6 +172,7 @@ CONFIG = dict(
     n_test=0,
     seed=0,
     eval_batch=1000,
+    fixed_point_bits="2,4,6,8,12,16",  # fractional bits of the fixed-point runs of the exported net ("" = none)
 )
 
 #: Values of the ``"auto"`` keys per dataset (any other dataset takes the ``mnist`` entry).
@@ -244,6 +246,8 @@ def _claims(net: str, dataset: str, input_mode: str = "binarize") -> list:
     if net == "dense" and dataset == "mnist":
         out += [
             {"claim": "... training time to full sharpness on the 2-core CPU (issue target < 300 s)", "published": "300 s (target)", "metric": "train_time_s", "fmt": ".0f"},
+            {"claim": "... the exported net in fixed point (NSAT-style integer LIF, 8 fractional bits): test accuracy (%)", "published": "-", "metric": "fixed_point_f8_acc_pct", "fmt": ".2f"},
+            {"claim": "... fixed point (8 fractional bits): share of test images classified as by the float spiking net", "published": "-", "metric": "fixed_point_f8_agreement", "fmt": ".4f"},
         ]
     return out
 
@@ -328,6 +332,24 @@ def activation_trace(cfg, sharpness_values) -> dict:
     }
 
 
+def fixed_point_runs(cfg, net, x, y, pred_float, batch_size, ctx) -> list:
+    """The exported net in NSAT-style integer arithmetic (``spikejax.whetstone.to_fixed_point``)
+    for each number of fractional bits in ``cfg['fixed_point_bits']``: test accuracy and agreement
+    with the float spiking net.  Binary inputs only (direct current input has no integer form here)."""
+    bits = [int(b) for b in str(cfg["fixed_point_bits"]).replace(" ", "").split(",") if b]
+    if not bits or not np.all(np.isin(x, (0.0, 1.0))):
+        return []
+    out = []
+    for f in bits:
+        t0 = time.time()
+        pred = W.to_fixed_point(net, frac_bits=f).predict(x.astype(np.int32), batch_size=batch_size)
+        rec = {"frac_bits": f, "accuracy_pct": 100 * float(np.mean(pred == y)), "agreement_with_float": float(np.mean(pred == pred_float)),
+               "time_s": time.time() - t0}
+        ctx.log(f"fixed point, {f} fractional bits: accuracy {rec['accuracy_pct']:.2f}%, agreement with float {rec['agreement_with_float']:.4f}")
+        out.append(rec)
+    return out
+
+
 def run(cfg, ctx):
     if cfg["net"] not in NETS:
         raise ValueError(f"unknown net {cfg['net']!r}; choose one of {list(NETS)}")
@@ -383,6 +405,7 @@ def run(cfg, ctx):
     spk_acc = float(np.mean(pred_spk == yte))
     sim_s = time.time() - t1
     agree = pred_spk == pred_sharp
+    fixed = fixed_point_runs(cfg, net, xte, yte, pred_spk, eb, ctx)
     # spiking activity per layer on the first 1000 test samples (one frame each)
     xs = jnp.asarray(xte[: min(1000, eb)])
     spikes = net.run(jnp.broadcast_to(xs[None], (net.depth,) + xs.shape), record="all")
@@ -427,6 +450,8 @@ def run(cfg, ctx):
         "fit_wall_s": fit_wall,
         "spiking_eval_s": sim_s,
         "spiking_depth_steps": net.depth,
+        "fixed_point": fixed,
+        **{k: v for r in fixed if r["frac_bits"] == 8 for k, v in (("fixed_point_f8_acc_pct", r["accuracy_pct"]), ("fixed_point_f8_agreement", r["agreement_with_float"]))},
         "spiking_layer_sizes": sizes,
         "spiking_layer_rates": rates,
         "n_train": int(len(xtr)),

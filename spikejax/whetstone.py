@@ -53,7 +53,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from . import encoding
+from . import encoding, fixed_point
 from ._checks import is_concrete
 from .data import epoch_batches, take_batch
 from .neurons import LIF, LIFParams
@@ -96,6 +96,8 @@ __all__ = [
     "SpikingLayer",
     "SpikingNet",
     "export_spiking",
+    "to_fixed_point",
+    "FixedPointSpikingNet",
     "sharpened_predict",
     "make_optimizer",
     "fit_whetstone",
@@ -969,6 +971,130 @@ def export_spiking(model: WhetstoneNet, variables, key_matrix, *, input_shape, s
     return net
 
 
+class FixedPointLayer(NamedTuple):
+    w: Any  # int32 weights (dense [in, out] / conv [kh, kw, in, out]); None for pooling
+    lif: Any  # fixed_point.FixedPointLIFParams: threshold and bias in LSB, full leak
+
+
+#: The fixed-point neuron of every layer: NSAT-style integer LIF, input acting in the same tick.
+FIXED_NEURON = fixed_point.FixedPointLIF(synaptic_delay=0)
+
+
+def _fixed_synapse(op: LayerOp, w, pre):
+    if op.flatten_input:
+        pre = jnp.reshape(pre, (pre.shape[0], -1))
+    if op.kind == "dense":
+        return lax.dot_general(pre, w, (((pre.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.int32)
+    if op.kind == "conv":
+        return conv2d(pre, w, op.strides, op.padding, "slices")  # int32 patches @ int32 kernel
+    return lax.reduce_window(pre, jnp.int32(0), lax.add, (1,) + tuple(op.window) + (1,), (1,) + tuple(op.strides) + (1,), op.padding)
+
+
+@dataclasses.dataclass(frozen=True)
+class FixedPointSpikingNet:
+    """A :class:`SpikingNet` in NSAT-style integer arithmetic (:mod:`spikejax.fixed_point`).
+
+    Every weight, bias and threshold is an integer in units of ``2**-frac_bits`` (``scale``);
+    each layer is a :class:`spikejax.fixed_point.FixedPointLIF` population with full leak
+    (``leak_shift = 0``: the membrane is this tick's integer input plus the bias, as the float
+    export's memoryless neurons), zero reset and no refractoriness; synaptic input is the exact
+    int32 sum of spikes times integer weights (spike counts for pooling).  Built by
+    :func:`to_fixed_point`; ``run`` / ``predict`` mirror :class:`SpikingNet`'s.
+    """
+
+    ops: tuple
+    layers: tuple
+    key_matrix: Any
+    input_shape: tuple
+    frac_bits: int
+
+    @property
+    def depth(self) -> int:
+        return len(self.ops)
+
+    def step(self, layers, state, x, *, dt=1.0, key=None):
+        new = []
+        for l, (op, lp) in enumerate(zip(self.ops, layers)):
+            pre = x if l == 0 else state[l - 1][1]
+            ls, z = FIXED_NEURON.step(lp.lif, state[l][0], _fixed_synapse(op, lp.w, pre), dt=dt)
+            new.append((ls, z))
+        new = tuple(new)
+        return new, tuple(z for _, z in new)
+
+    def init_state(self, batch: int):
+        x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.int32)
+        state = []
+        for op, lp in zip(self.ops, self.layers):
+            x = jax.eval_shape(lambda w, a, op=op: _fixed_synapse(op, w, a), lp.w, x)
+            state.append((FIXED_NEURON.init(lp.lif, x.shape), jnp.zeros(x.shape, jnp.int32)))
+        return tuple(state)
+
+    def run(self, frames, *, record: str = "output"):
+        """Simulate integer (binary) input ``frames [T, B, *input_shape]``; int32 spikes as :meth:`SpikingNet.run`."""
+        frames = jnp.asarray(frames)
+        if frames.ndim != len(self.input_shape) + 2 or tuple(frames.shape[2:]) != tuple(self.input_shape):
+            raise ValueError(f"frames must be [T, B, *{tuple(self.input_shape)}], got shape {frames.shape}")
+        if jnp.issubdtype(frames.dtype, jnp.floating):
+            if is_concrete(frames) and not np.all(np.isin(np.asarray(frames), (0.0, 1.0))):
+                raise ValueError("the fixed-point network takes binary (0/1) input frames; direct current input has no integer form here")
+        if record not in ("output", "all"):
+            raise ValueError(f"record must be 'output' or 'all', got {record!r}")
+        key = (self.ops, tuple(self.input_shape), record == "all", "fixed")
+        fn = _RUNNERS.get(key)
+        if fn is None:
+
+            def run(layers, frames, ops=self.ops, shape=tuple(self.input_shape), rec_all=record == "all"):
+                proto = FixedPointSpikingNet(ops, layers, None, shape, 0)
+                rec = (lambda s, out: out) if rec_all else (lambda s, out: out[-1])
+                _, spikes = simulate(proto.step, layers, proto.init_state(frames.shape[1]), frames, dt=1.0, record=rec)
+                return spikes
+
+            fn = _RUNNERS[key] = jax.jit(run)
+        return fn(self.layers, frames.astype(jnp.int32))
+
+    def predict(self, x, batch_size: int = 2000) -> np.ndarray:
+        """Classify binary ``x [N, *input_shape]`` (decoded at step ``depth - 1``, as :meth:`SpikingNet.predict`)."""
+        x = jnp.asarray(x)
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            spikes = self.run(encoding.direct(x[i : i + batch_size], self.depth))
+            out.append(np.asarray(encoding.nhot_decode(spikes[self.depth - 1].astype(jnp.float32), self.key_matrix)))
+        return np.concatenate(out)
+
+
+def to_fixed_point(net: SpikingNet, frac_bits: int = 8, *, bits: int = 32) -> FixedPointSpikingNet:
+    """Quantise an exported :class:`SpikingNet` to integers with ``frac_bits`` fractional bits.
+
+    ``w_int = round(w 2**frac_bits)``, ``b_int = round(b 2**frac_bits)``, ``v_th,int =
+    round(v_th 2**frac_bits)`` (pool layers keep their count threshold 1); a neuron fires when
+    ``sum(s w_int) + b_int >= v_th,int``, so it can disagree with the float network only where the
+    float membrane lies within the rounding error of the threshold.  ``bits`` is the width of the
+    membrane and accumulator (saturating); a weight, bias or threshold that does not fit raises.
+    """
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or not 0 <= frac_bits <= 24:
+        raise ValueError(f"frac_bits must be an int in [0, 24], got {frac_bits!r}")
+    if not isinstance(net, SpikingNet):
+        raise ValueError(f"net must be a SpikingNet (from export_spiking), got {type(net).__name__}")
+    scale = 2.0 ** int(frac_bits)
+    lo, hi = fixed_point.int_range(bits)
+    layers = []
+    for l, (op, lp) in enumerate(zip(net.ops, net.layers)):
+        if op.kind == "pool":
+            layers.append(FixedPointLayer(None, fixed_point.FixedPointLIF.params(bits=bits, acm_bits=bits, leak_shift=0, v_th=1, v_reset=0)))
+            continue
+        vals = {"weights": np.asarray(lp.w, np.float64) * scale, "biases": np.asarray(lp.b, np.float64) * scale,
+                "threshold": np.asarray(lp.lif.v_th, np.float64) * scale}
+        for name, v in vals.items():
+            if np.any(np.abs(np.round(v)) > hi):
+                raise ValueError(f"layer {l}: {name} do not fit in {bits} bits at frac_bits={frac_bits} (max |x| * 2**frac_bits = {np.abs(v).max():.3g})")
+        th = int(np.round(vals["threshold"]).max())
+        lif = fixed_point.FixedPointLIF.params(
+            bits=bits, acm_bits=bits, leak_shift=0, v_th=th, v_reset=th - int(scale), bias=np.round(vals["biases"]).astype(np.int32),
+        )
+        layers.append(FixedPointLayer(jnp.asarray(np.round(vals["weights"]).astype(np.int32)), lif))
+    return FixedPointSpikingNet(net.ops, tuple(layers), net.key_matrix, net.input_shape, int(frac_bits))
+
+
 def sharpened_predict(model: WhetstoneNet, variables, x, key_matrix, sharpness=None, batch_size: int = 2000) -> np.ndarray:
     """Class predictions of the Whetstone network (fully sharp unless ``sharpness`` is given)."""
     n = count_sharpenable(model.layers)
@@ -1082,9 +1208,10 @@ def fit_whetstone(
     ``fuse_epoch=False`` runs the same minibatch steps (same shuffles, same dropout keys) as one
     jitted call each, and evaluates one jitted batch at a time, instead of one ``lax.scan`` per
     epoch. That is for convolutional nets with ``conv_impl='lax'``: XLA's CPU backend runs
-    ``lax.conv`` inside a loop body several times slower than as a top-level call (the
-    ``cnn_unrestricted`` training step: 0.22 s per call vs 1.9 s per scanned step of batch 128,
-    ``benchmarks/bench_whetstone_conv.py``). Returns ``(variables, sharpener_state, history)``.
+    ``lax.conv`` inside a loop body over ten times slower than as a top-level call (the
+    ``cnn_unrestricted`` training step with the steep sigmoid, batch 128: 0.14 s per call vs
+    1.9 s per scanned step; the matmul forms take 0.8 s scanned; ``benchmarks/bench_whetstone_conv.py``,
+    BENCHMARKS.md). Returns ``(variables, sharpener_state, history)``.
     """
     n = count_sharpenable(model.layers)
     if getattr(sharpener, "n_layers", n) != n:

@@ -623,3 +623,62 @@ def test_stepwise_epoch_equals_fused_epoch():
     assert ha["sharpness"] == hb["sharpness"] and ha["test_acc"] == hb["test_acc"]
     assert ha["train_loss"][1] < ha["train_loss"][0]  # it trains
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-5), va, vb)
+
+
+# ---------------------------------------------------------------------------------------------
+# the exported network in fixed point (NSAT-style integer LIF)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fixed_point_export_integer_truth_and_agreement(trained_digits):
+    """Every layer of the fixed-point net is exactly ``s @ round(w 2^f) + round(b 2^f) >=
+    round(v_th 2^f)`` in integers (a numpy int64 reference, layer by layer); with enough fractional
+    bits it classifies every test digit as the float spiking net does, with few bits it drifts."""
+    model, v, K, st, sh, hist, xte, yte = trained_digits
+    net = W.export_spiking(model, v, K, input_shape=xte.shape[1:])
+    fx = W.to_fixed_point(net, frac_bits=8)
+    assert fx.layers[0].w.dtype == jnp.int32
+    frames = encoding.direct(jnp.asarray(xte, jnp.int32), fx.depth)
+    spikes = fx.run(frames, record="all")
+    h = np.asarray(xte, np.int64)
+    for l, lp in enumerate(net.layers):
+        w_int = np.round(np.asarray(lp.w, np.float64) * 256).astype(np.int64)
+        b_int = np.round(np.asarray(lp.b, np.float64) * 256).astype(np.int64)
+        th = int(np.round(float(lp.lif.v_th) * 256))
+        h = (h @ w_int + b_int[None] >= th).astype(np.int64)
+        assert spikes[l].dtype == jnp.int32
+        np.testing.assert_array_equal(np.asarray(spikes[l][l]), h)
+    pred_float = net.predict(xte)
+    agree = {f: float(np.mean(W.to_fixed_point(net, frac_bits=f).predict(xte) == pred_float)) for f in (1, 16)}
+    assert agree[16] == 1.0
+    assert agree[1] < 1.0  # one fractional bit: weights round to multiples of 1/2, decisions move
+
+
+def test_fixed_point_cnn_with_pool_matches_float():
+    """Conv -> BN -> MaxPool -> Dense exported and quantised with 16 fractional bits gives the same
+    output spikes as the float export on every sample (pool layers count spikes exactly)."""
+    model = W.WhetstoneNet((W.Conv(4, (3, 3)), W.MaxPool((2, 2)), W.Flatten(), W.Dense(20)), activation="sigmoid", batch_norm=True)
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (64, 8, 8, 1)) > 0.5).astype(jnp.float32)
+    v = model.init(jax.random.PRNGKey(0), x, jnp.zeros(2))
+    _, upd = model.apply(v, x, jnp.zeros(2), train=True, mutable=["batch_stats"])
+    v = {"params": v["params"], "batch_stats": upd["batch_stats"]}
+    net = W.export_spiking(model, v, W.make_key(jax.random.PRNGKey(2), 10, 20), input_shape=(8, 8, 1))
+    fx = W.to_fixed_point(net, frac_bits=16)
+    out_f = np.asarray(net.run(encoding.direct(x, net.depth), record="all")[1])
+    out_i = np.asarray(fx.run(encoding.direct(x, fx.depth), record="all")[1])
+    assert out_f[1].sum() > 0
+    np.testing.assert_array_equal(out_i, out_f.astype(np.int32))
+    np.testing.assert_array_equal(fx.predict(x), net.predict(x))
+
+
+def test_fixed_point_export_errors(trained_digits):
+    model, v, K, st, sh, hist, xte, yte = trained_digits
+    net = W.export_spiking(model, v, K, input_shape=xte.shape[1:])
+    with pytest.raises(ValueError, match="frac_bits"):
+        W.to_fixed_point(net, frac_bits=30)
+    with pytest.raises(ValueError, match="do not fit in 8 bits"):
+        W.to_fixed_point(net, frac_bits=8, bits=8)
+    with pytest.raises(ValueError, match="binary"):
+        W.to_fixed_point(net).run(encoding.direct(jnp.full((2,) + xte.shape[1:], 0.3), 3))
+    with pytest.raises(ValueError, match="SpikingNet"):
+        W.to_fixed_point(model)
