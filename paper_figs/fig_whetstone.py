@@ -70,7 +70,8 @@ def _row_panel(ax, label, res):
 
 def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
     rows = _load_rows(results_dir)
-    n_panels = len(rows) + 2
+    fixed = rows[0][1]["metrics"].get("fixed_point") or []
+    n_panels = len(rows) + 2 + (1 if fixed else 0)
     ncol = 4 if n_panels > 3 else n_panels
     nrow = -(-n_panels // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.9 * nrow), squeeze=False)
@@ -118,6 +119,24 @@ def make(out_dir: Path, results_dir: Path | None = None) -> list[Path]:
     ax.set_ylabel("activation")
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title(f"layer-1 {tr['activation']} as it sharpens", fontsize=8)
+
+    # the dense MNIST row's exported net in fixed point: accuracy and agreement vs fractional bits
+    if fixed:
+        ax = flat[len(rows) + 2]
+        fb = [r["frac_bits"] for r in fixed]
+        ax.plot(fb, [r["accuracy_pct"] for r in fixed], "o-", color=PALETTE[1], label="fixed-point test accuracy (%)")
+        ax.axhline(rows[0][1]["metrics"]["spiking_acc_pct"], color=PALETTE[1], ls=":", lw=0.8, label="float spiking net")
+        ax.set_ylim(max(0.0, min(r["accuracy_pct"] for r in fixed) - 2), 100.0)
+        ax.set_xlabel("fractional bits (LSB = 2^-bits)")
+        ax.set_ylabel("test accuracy (%)")
+        ax2 = ax.twinx()
+        ax2.plot(fb, [100 * r["agreement_with_float"] for r in fixed], "s--", color=PALETTE[0], label="agreement with float (%)")
+        ax2.set_ylabel("same class as float net (%)", fontsize=7)
+        ax2.set_ylim(ax.get_ylim())
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="lower right", fontsize=6)
+        ax.set_title("MNIST dense row in integer arithmetic (NSAT-style LIF)", fontsize=8)
     for ax in flat[n_panels:]:
         ax.set_visible(False)
     fig.tight_layout()
