@@ -178,6 +178,7 @@ CONFIG = dict(
     gate_low=-1.15,
     gate_high=1.15,
     p_syn=0.65,  # used by method=perbp only
+    test_noise=True,  # eRBP: membrane noise kicks also while testing (Auryn); False = noise only while training
     perbp_test="stochastic",  # peRBP test presentations: "stochastic" synapses (Auryn) or "mean" (weights x p_syn)
     noise_std=None,  # membrane kick size; None = NOISE_STD[method] (eRBP 0.2, peRBP 0; chosen on the validation split)
     noise_rate=1000.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
@@ -329,6 +330,15 @@ def noise_std(cfg, method) -> float:
     return float(NOISE_STD.get(method, 0.0) if v is None else v)
 
 
+def _bool(v, name) -> bool:
+    if isinstance(v, bool):
+        return v
+    low = str(v).strip().lower()
+    if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return low in ("1", "true", "yes", "on")
+    raise ValueError(f"{name} must be true or false, got {v!r}")
+
+
 def perbp_test(cfg) -> str:
     v = str(cfg["perbp_test"]).strip().lower()
     if v not in ("stochastic", "mean"):
@@ -356,6 +366,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         init_std_weight=cfg["init_std_weight"],
         feedback_std_weight=cfg["feedback_std_weight"],
         stochastic_test=perbp_test(cfg) == "stochastic",
+        test_noise=_bool(cfg["test_noise"], "test_noise"),
     )
 
 
@@ -414,12 +425,19 @@ def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
         summary = erbp.evaluation_summary(evaluate(params, xte, yte, k_eval), evaluate.steps, ecfg, cfg["pj_per_synop"])
 
     other = {}
+    if ecfg.noise_std > 0:
+        # the same weights tested with the other noise setting (kicks during test on / off)
+        alt = dataclasses.replace(ecfg, test_noise=not ecfg.test_noise)
+        alt_mode = "noise_on" if alt.test_noise else "noise_off"
+        s_alt = erbp.evaluation_summary(erbp.make_evaluate(alt, cfg["eval_batch"])(params, xte, yte, k_eval), evaluate.steps, alt, cfg["pj_per_synop"])
+        other = {f"{split}_err_pct_test_{alt_mode}": 100 * (1 - s_alt["test_acc"])}
+        ctx.log(f"{split} error with test noise {'on' if alt.test_noise else 'off'}: {100 * (1 - s_alt['test_acc']):.2f}%")
     if method == "perbp":
         # the other test mode on the same trained weights (stochastic synapses vs their expectation)
         alt = dataclasses.replace(ecfg, stochastic_test=not ecfg.stochastic_test)
         alt_mode = "stochastic" if alt.stochastic_test else "mean"
         s_alt = erbp.evaluation_summary(erbp.make_evaluate(alt, cfg["eval_batch"])(params, xte, yte, k_eval), evaluate.steps, alt, cfg["pj_per_synop"])
-        other = {f"{split}_err_pct_{alt_mode}_test": 100 * (1 - s_alt["test_acc"]), f"synops_{alt_mode}_test": s_alt}
+        other.update({f"{split}_err_pct_{alt_mode}_test": 100 * (1 - s_alt["test_acc"]), f"synops_{alt_mode}_test": s_alt})
         ctx.log(f"{split} error with the {alt_mode} test mode: {100 * (1 - s_alt['test_acc']):.2f}%")
     # the trained weights, so that other test modes can be evaluated later without retraining
     ctx.save_npz("params.npz", **{f"w{i}": np.asarray(w) for i, w in enumerate(params.w)}, **{f"g{i}": np.asarray(g) for i, g in enumerate(params.g)})

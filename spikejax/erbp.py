@@ -118,6 +118,7 @@ class ERBPConfig:
     p_syn: float = 1.0
     mask_mode: str = "shared"
     stochastic_test: bool = True
+    test_noise: bool = True  # membrane noise also during test presentations (as Auryn's PoissonStimulator)
     # two-compartment neurons (hidden and output)
     tau_mem: float = 1e-3
     tau_syn: float = 4e-3
@@ -369,13 +370,14 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
             _, dw = rule.step(empty, pre, None, ns.u, dt=cfg.dt, post_value=boxcar_gate(ns.i, lo, hi), mask=mask)
             w = w + lr_scale * dw
         np_l = nparams
-        if cfg.noise_std > 0 and cfg.noise_rate > 0:
+        noisy = cfg.noise_std > 0 and (train or cfg.test_noise)
+        if noisy and cfg.noise_rate > 0:
             # Auryn's PoissonStimulator: Poisson(noise_rate * dt) kicks of size noise_std added to the
             # membrane each step (a bias b moves v by (1 - exp(-dt/tau_mem)) * b, hence the division)
             kicks = _poisson_counts(jax.random.fold_in(k_noise, l), cfg.noise_rate * cfg.dt, x_soma.shape, dtype)
             gain = 1.0 / (1.0 - math.exp(-cfg.dt / cfg.tau_mem))
             np_l = nparams._replace(bias=nparams.bias + (cfg.noise_std * gain) * kicks)
-        elif cfg.noise_std > 0:
+        elif noisy:
             # membrane noise: a Gaussian drive held over the step (enters like the bias)
             noise = cfg.noise_std * jax.random.normal(jax.random.fold_in(k_noise, l), x_soma.shape, dtype)
             np_l = nparams._replace(bias=nparams.bias + noise)

@@ -380,3 +380,27 @@ def test_perbp_mean_transmission_test_equals_scaled_deterministic_net(key):
     _, a = erbp.run_presentation(sto, params, x, jax.random.PRNGKey(1))
     _, b = erbp.run_presentation(sto, params, x, jax.random.PRNGKey(2))
     assert not np.array_equal(np.asarray(a["layer_spikes"][0]), np.asarray(b["layer_spikes"][0]))
+
+
+def test_test_noise_switch_only_affects_test_presentations(key):
+    """``test_noise=False``: membrane kicks while training, none while testing, so a test
+    presentation equals the noise-free network's (same key); with ``test_noise=True`` it does not."""
+    sizes = (20, 30, 4)
+    x = (jax.random.uniform(jax.random.PRNGKey(3), (5, 20)) > 0.4).astype(jnp.float32)
+    quiet = ERBPConfig(sizes=sizes, t_test=0.05, noise_std=0.0)
+    params = erbp.init_erbp(key, quiet)
+    params = erbp.ERBPParams(tuple(3.0 * w for w in params.w), params.g)
+    _, ref = erbp.run_presentation(quiet, params, x, jax.random.PRNGKey(1))
+    off = ERBPConfig(sizes=sizes, t_test=0.05, noise_std=0.2, noise_rate=1000.0, test_noise=False)
+    _, a = erbp.run_presentation(off, params, x, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(a["layer_spikes"][0]), np.asarray(ref["layer_spikes"][0]))
+    np.testing.assert_array_equal(np.asarray(a["out_spikes"]), np.asarray(ref["out_spikes"]))
+    on = ERBPConfig(sizes=sizes, t_test=0.05, noise_std=0.2, noise_rate=1000.0)
+    _, b = erbp.run_presentation(on, params, x, jax.random.PRNGKey(1))
+    assert not np.array_equal(np.asarray(b["layer_spikes"][0]), np.asarray(ref["layer_spikes"][0]))
+    # training presentations keep their kicks either way
+    y = jnp.arange(5) % 4
+    p_off, _ = erbp.present(off, params, x, y, jax.random.PRNGKey(1), train=True)
+    p_on, _ = erbp.present(on, params, x, y, jax.random.PRNGKey(1), train=True)
+    for u, v in zip(p_off.w, p_on.w):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
