@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -805,7 +805,7 @@ class LayerOp:
 class SpikingLayer(NamedTuple):
     w: Any  # dense [in, out] / conv [kh, kw, in, out]; None for pooling
     b: Any  # [out]; None for pooling
-    lif: LIFParams
+    lif: Any  # LIFParams (SpikingNet) or fixed_point.FixedPointLIFParams (FixedPointSpikingNet)
 
 
 #: The neuron of every exported layer: delta synapses, zero reset, exact Heaviside spike.
@@ -847,17 +847,27 @@ class SpikingNet:
     input_shape: tuple
     dt: float = 1.0
 
+    #: the neuron of every layer (its ``step(params, state, x, dt=)`` runs one population)
+    neuron: ClassVar[Any] = NEURON
+
     @property
     def depth(self) -> int:
         return len(self.ops)
 
+    def _init_neuron(self, lif, shape, dtype):
+        return self.neuron.init(lif, shape, dtype)
+
+    def _as_input(self, x, name: str):
+        """Frames or samples as the first layer's input (float, in the weights' dtype)."""
+        return _float(name, x).astype(self.layers[0].w.dtype)
+
     def step(self, layers, state, x, *, dt, key=None):
-        """``simulate``-compatible step: ``state`` is a tuple of ``(LIFState, last spikes)`` per layer."""
+        """``simulate``-compatible step: ``state`` is a tuple of ``(neuron state, last spikes)`` per layer."""
         new = []
         for l, (op, lp) in enumerate(zip(self.ops, layers)):
             pre = x if l == 0 else state[l - 1][1]  # spikes of the layer below, emitted one step ago
             cur = _synapse(op, lp, pre)
-            ls, z = NEURON.step(lp.lif, state[l][0], cur, dt=dt)
+            ls, z = self.neuron.step(lp.lif, state[l][0], cur, dt=dt)
             new.append((ls, z))
         new = tuple(new)
         return new, tuple(z for _, z in new)
@@ -868,13 +878,13 @@ class SpikingNet:
         state = []
         for op, lp in zip(self.ops, self.layers):
             x = jax.eval_shape(lambda p, a, op=op: _synapse(op, p, a), lp, x)
-            state.append((NEURON.init(lp.lif, x.shape, dtype), jnp.zeros(x.shape, dtype)))
+            state.append((self._init_neuron(lp.lif, x.shape, x.dtype), jnp.zeros(x.shape, x.dtype)))
         return tuple(state)
 
     def run(self, frames, *, record: str = "output"):
         """Simulate ``frames [T, B, *input_shape]``; return the spikes ``[T, B, width]`` of the output
         layer (``record='output'``) or a tuple with every layer's spikes (``record='all'``)."""
-        frames = _float("frames", frames).astype(self.layers[0].w.dtype)
+        frames = self._as_input(frames, "frames")
         if frames.ndim != len(self.input_shape) + 2 or tuple(frames.shape[2:]) != tuple(self.input_shape):
             raise ValueError(f"frames must be [T, B, *{tuple(self.input_shape)}], got shape {frames.shape}")
         if record not in ("output", "all"):
@@ -883,29 +893,31 @@ class SpikingNet:
 
     def predict(self, x, batch_size: int = 2000) -> np.ndarray:
         """Classify ``x [N, *input_shape]``: hold each frame for ``depth`` steps, decode step ``depth - 1``."""
-        x = _float("x", x).astype(self.layers[0].w.dtype)
+        x = self._as_input(x, "x")
         out = []
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
             frames = encoding.direct(xb, self.depth)
-            spikes = self.run(frames)
-            out.append(np.asarray(encoding.nhot_decode(spikes[self.depth - 1], self.key_matrix)))
+            spikes = self.run(frames)[self.depth - 1]
+            out.append(np.asarray(encoding.nhot_decode(spikes.astype(jnp.result_type(float)), self.key_matrix)))
         return np.concatenate(out)
 
 
 def _run_spiking(net: SpikingNet, layers, frames, record_all: bool):
-    fn = _RUNNERS.get((net.ops, tuple(net.input_shape), net.dt, record_all))
+    cache_key = (type(net), net.ops, tuple(net.input_shape), net.dt, record_all)
+    fn = _RUNNERS.get(cache_key)
     if fn is None:
+        proto_net = dataclasses.replace(net, layers=(), key_matrix=None)
 
-        def run(layers, frames, ops=net.ops, shape=tuple(net.input_shape), dt=net.dt):
-            proto = SpikingNet(ops, layers, None, shape, dt)
+        def run(layers, frames):
+            proto = dataclasses.replace(proto_net, layers=layers)
             state0 = proto.init_state(frames.shape[1], frames.dtype)
             rec = (lambda s, out: out) if record_all else (lambda s, out: out[-1])
-            _, spikes = simulate(proto.step, layers, state0, frames, dt=dt, record=rec)
+            _, spikes = simulate(proto.step, layers, state0, frames, dt=proto.dt, record=rec)
             return spikes
 
         fn = jax.jit(run)
-        _RUNNERS[(net.ops, tuple(net.input_shape), net.dt, record_all)] = fn
+        _RUNNERS[cache_key] = fn
     return fn(layers, frames)
 
 
@@ -971,102 +983,42 @@ def export_spiking(model: WhetstoneNet, variables, key_matrix, *, input_shape, s
     return net
 
 
-class FixedPointLayer(NamedTuple):
-    w: Any  # int32 weights (dense [in, out] / conv [kh, kw, in, out]); None for pooling
-    lif: Any  # fixed_point.FixedPointLIFParams: threshold and bias in LSB, full leak
-
-
 #: The fixed-point neuron of every layer: NSAT-style integer LIF, input acting in the same tick.
 FIXED_NEURON = fixed_point.FixedPointLIF(synaptic_delay=0)
 
 
-def _fixed_synapse(op: LayerOp, w, pre):
-    if op.flatten_input:
-        pre = jnp.reshape(pre, (pre.shape[0], -1))
-    if op.kind == "dense":
-        return lax.dot_general(pre, w, (((pre.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.int32)
-    if op.kind == "conv":
-        return conv2d(pre, w, op.strides, op.padding, "slices")  # int32 patches @ int32 kernel
-    return lax.reduce_window(pre, jnp.int32(0), lax.add, (1,) + tuple(op.window) + (1,), (1,) + tuple(op.strides) + (1,), op.padding)
-
-
 @dataclasses.dataclass(frozen=True)
-class FixedPointSpikingNet:
+class FixedPointSpikingNet(SpikingNet):
     """A :class:`SpikingNet` in NSAT-style integer arithmetic (:mod:`spikejax.fixed_point`).
 
-    Every weight, bias and threshold is an integer in units of ``2**-frac_bits`` (``scale``);
-    each layer is a :class:`spikejax.fixed_point.FixedPointLIF` population with full leak
-    (``leak_shift = 0``: the membrane is this tick's integer input plus the bias, as the float
-    export's memoryless neurons), zero reset and no refractoriness; synaptic input is the exact
-    int32 sum of spikes times integer weights (spike counts for pooling).  Built by
-    :func:`to_fixed_point`; ``run`` / ``predict`` mirror :class:`SpikingNet`'s.
+    Every weight, bias and threshold is an int32 in units of ``2**-frac_bits``; each layer is a
+    :class:`spikejax.fixed_point.FixedPointLIF` population with full leak (``leak_shift = 0``: the
+    membrane is this tick's integer input, as the float export's memoryless neurons), zero reset
+    and no refractoriness; its input is the exact int32 sum of spikes times integer weights plus
+    the integer bias (spike counts for pooling).  Input frames must be binary.  Built by
+    :func:`to_fixed_point`; ``run`` / ``predict`` as :class:`SpikingNet`'s, with int32 spikes.
     """
 
-    ops: tuple
-    layers: tuple
-    key_matrix: Any
-    input_shape: tuple
-    frac_bits: int
+    frac_bits: int = 0
 
-    @property
-    def depth(self) -> int:
-        return len(self.ops)
+    neuron: ClassVar[Any] = FIXED_NEURON
 
-    def step(self, layers, state, x, *, dt=1.0, key=None):
-        new = []
-        for l, (op, lp) in enumerate(zip(self.ops, layers)):
-            pre = x if l == 0 else state[l - 1][1]
-            ls, z = FIXED_NEURON.step(lp.lif, state[l][0], _fixed_synapse(op, lp.w, pre), dt=dt)
-            new.append((ls, z))
-        new = tuple(new)
-        return new, tuple(z for _, z in new)
+    def _init_neuron(self, lif, shape, dtype):
+        return self.neuron.init(lif, shape)
 
-    def init_state(self, batch: int):
-        x = jax.ShapeDtypeStruct((batch,) + tuple(self.input_shape), jnp.int32)
-        state = []
-        for op, lp in zip(self.ops, self.layers):
-            x = jax.eval_shape(lambda w, a, op=op: _fixed_synapse(op, w, a), lp.w, x)
-            state.append((FIXED_NEURON.init(lp.lif, x.shape), jnp.zeros(x.shape, jnp.int32)))
-        return tuple(state)
-
-    def run(self, frames, *, record: str = "output"):
-        """Simulate integer (binary) input ``frames [T, B, *input_shape]``; int32 spikes as :meth:`SpikingNet.run`."""
-        frames = jnp.asarray(frames)
-        if frames.ndim != len(self.input_shape) + 2 or tuple(frames.shape[2:]) != tuple(self.input_shape):
-            raise ValueError(f"frames must be [T, B, *{tuple(self.input_shape)}], got shape {frames.shape}")
-        if jnp.issubdtype(frames.dtype, jnp.floating):
-            if is_concrete(frames) and not np.all(np.isin(np.asarray(frames), (0.0, 1.0))):
-                raise ValueError("the fixed-point network takes binary (0/1) input frames; direct current input has no integer form here")
-        if record not in ("output", "all"):
-            raise ValueError(f"record must be 'output' or 'all', got {record!r}")
-        key = (self.ops, tuple(self.input_shape), record == "all", "fixed")
-        fn = _RUNNERS.get(key)
-        if fn is None:
-
-            def run(layers, frames, ops=self.ops, shape=tuple(self.input_shape), rec_all=record == "all"):
-                proto = FixedPointSpikingNet(ops, layers, None, shape, 0)
-                rec = (lambda s, out: out) if rec_all else (lambda s, out: out[-1])
-                _, spikes = simulate(proto.step, layers, proto.init_state(frames.shape[1]), frames, dt=1.0, record=rec)
-                return spikes
-
-            fn = _RUNNERS[key] = jax.jit(run)
-        return fn(self.layers, frames.astype(jnp.int32))
-
-    def predict(self, x, batch_size: int = 2000) -> np.ndarray:
-        """Classify binary ``x [N, *input_shape]`` (decoded at step ``depth - 1``, as :meth:`SpikingNet.predict`)."""
+    def _as_input(self, x, name: str):
         x = jnp.asarray(x)
-        out = []
-        for i in range(0, x.shape[0], batch_size):
-            spikes = self.run(encoding.direct(x[i : i + batch_size], self.depth))
-            out.append(np.asarray(encoding.nhot_decode(spikes[self.depth - 1].astype(jnp.float32), self.key_matrix)))
-        return np.concatenate(out)
+        if is_concrete(x) and not np.all(np.isin(np.asarray(x), (0, 1))):
+            raise ValueError(f"the fixed-point network takes binary (0/1) {name}; direct current input has no integer form here")
+        return x.astype(jnp.int32)
 
 
 def to_fixed_point(net: SpikingNet, frac_bits: int = 8, *, bits: int = 32) -> FixedPointSpikingNet:
     """Quantise an exported :class:`SpikingNet` to integers with ``frac_bits`` fractional bits.
 
     ``w_int = round(w 2**frac_bits)``, ``b_int = round(b 2**frac_bits)``, ``v_th,int =
-    round(v_th 2**frac_bits)`` (pool layers keep their count threshold 1); a neuron fires when
+    round(v_th 2**frac_bits)`` (pool layers keep their count threshold 1; convolutions are computed
+    as integer patches times the integer kernel, ``conv_impl='slices'``); a neuron fires when
     ``sum(s w_int) + b_int >= v_th,int``, so it can disagree with the float network only where the
     float membrane lies within the rounding error of the threshold.  ``bits`` is the width of the
     membrane and accumulator (saturating); a weight, bias or threshold that does not fit raises.
@@ -1079,20 +1031,20 @@ def to_fixed_point(net: SpikingNet, frac_bits: int = 8, *, bits: int = 32) -> Fi
     lo, hi = fixed_point.int_range(bits)
     layers = []
     for l, (op, lp) in enumerate(zip(net.ops, net.layers)):
-        if op.kind == "pool":
-            layers.append(FixedPointLayer(None, fixed_point.FixedPointLIF.params(bits=bits, acm_bits=bits, leak_shift=0, v_th=1, v_reset=0)))
+        if op.kind == "pool":  # a spike count >= 1 fires, as in the float export
+            layers.append(SpikingLayer(None, None, fixed_point.FixedPointLIF.params(bits=bits, acm_bits=bits, leak_shift=0, v_th=1, v_reset=0)))
             continue
-        vals = {"weights": np.asarray(lp.w, np.float64) * scale, "biases": np.asarray(lp.b, np.float64) * scale,
-                "threshold": np.asarray(lp.lif.v_th, np.float64) * scale}
-        for name, v in vals.items():
-            if np.any(np.abs(np.round(v)) > hi):
+        ints = {}
+        for name, v in (("weights", lp.w), ("biases", lp.b), ("threshold", lp.lif.v_th)):
+            v = np.round(np.asarray(v, np.float64) * scale)
+            if np.any(np.abs(v) > hi):
                 raise ValueError(f"layer {l}: {name} do not fit in {bits} bits at frac_bits={frac_bits} (max |x| * 2**frac_bits = {np.abs(v).max():.3g})")
-        th = int(np.round(vals["threshold"]).max())
-        lif = fixed_point.FixedPointLIF.params(
-            bits=bits, acm_bits=bits, leak_shift=0, v_th=th, v_reset=th - int(scale), bias=np.round(vals["biases"]).astype(np.int32),
-        )
-        layers.append(FixedPointLayer(jnp.asarray(np.round(vals["weights"]).astype(np.int32)), lif))
-    return FixedPointSpikingNet(net.ops, tuple(layers), net.key_matrix, net.input_shape, int(frac_bits))
+            ints[name] = v.astype(np.int32)
+        th = int(ints["threshold"].max())
+        lif = fixed_point.FixedPointLIF.params(bits=bits, acm_bits=bits, leak_shift=0, v_th=th, v_reset=th - int(scale))
+        layers.append(SpikingLayer(jnp.asarray(ints["weights"]), jnp.asarray(ints["biases"]), lif))
+    ops = tuple(dataclasses.replace(op, conv_impl="slices") for op in net.ops)  # integer patches @ integer kernel
+    return FixedPointSpikingNet(ops, tuple(layers), net.key_matrix, net.input_shape, frac_bits=int(frac_bits))
 
 
 def sharpened_predict(model: WhetstoneNet, variables, x, key_matrix, sharpness=None, batch_size: int = 2000) -> np.ndarray:
