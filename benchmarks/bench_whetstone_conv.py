@@ -20,8 +20,9 @@ steep sigmoid and the bounded ReLU), every convolution implementation of
 ``False``: one jitted call per minibatch), the epochs after the first (which compiles) are
 timed and the median is reported as milliseconds per training step.  ``--malloc tuned`` (the
 default) applies ``spikejax.runtime.tune_cpu_allocator`` first, as ``python -m experiments`` does:
-without it glibc maps fresh pages for every large XLA buffer and the ``lax`` step takes about
-2.5x longer (260-290 vs ~105 ms per step; ``--malloc default`` measures that).  The evaluation that
+without it glibc maps fresh pages for every large XLA buffer and the ``lax`` per-call step took
+about twice as long here (260-290 ms against 140 ms with the tuning; ``--malloc default``
+measures that).  The evaluation that
 ``fit_whetstone`` runs after every epoch (256 images) is outside the timed span.  The
 1-minute load average before and after the run is recorded (this is a shared machine).
 """

@@ -269,67 +269,28 @@ def layers_for(cfg) -> tuple:
     raise ValueError(f"unknown net {net!r}; choose one of {list(NETS)}")
 
 
-def use_batch_norm(cfg) -> bool:
-    bn = cfg["batch_norm"]
-    if isinstance(bn, bool):
-        return bn
-    low = str(bn).strip().lower()
+def _auto_flag(cfg, key: str, auto: bool) -> bool:
+    """``cfg[key]`` as a bool: ``auto`` for the string "auto", else true/false (also as strings)."""
+    v = cfg[key]
+    if isinstance(v, bool):
+        return v
+    low = str(v).strip().lower()
     if low == "auto":
-        return cfg["net"] != "dense"
+        return auto
     if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         return low in ("1", "true", "yes", "on")
-    raise ValueError(f"batch_norm must be auto, true or false, got {bn!r}")
+    raise ValueError(f"{key} must be auto, true or false, got {v!r}")
+
+
+def use_batch_norm(cfg) -> bool:
+    """``batch_norm=auto``: off for the dense row, on for the CNN rows."""
+    return _auto_flag(cfg, "batch_norm", cfg["net"] != "dense")
 
 
 def fuse_epoch(cfg) -> bool:
     """``fit_whetstone(fuse_epoch=...)``: ``auto`` scans whole epochs except for CNNs with
     ``conv_impl=lax``, whose convolutions XLA's CPU backend runs far slower inside a loop body."""
-    v = cfg["fuse_epoch"]
-    if isinstance(v, bool):
-        return v
-    low = str(v).strip().lower()
-    if low == "auto":
-        return not (cfg["conv_impl"] == "lax" and cfg["net"] != "dense")
-    if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return low in ("1", "true", "yes", "on")
-    raise ValueError(f"fuse_epoch must be auto, true or false, got {v!r}")
-
-
-def load_inputs(cfg, split):
-    """Images converted by ``cfg['input']``: ``[N, H*W]`` for the dense row, ``[N, H, W, 1]`` for CNNs."""
-    x, y = load_dataset(cfg["dataset"], split, as_float=True)
-    n = cfg["n_train"] if split == "train" else cfg["n_test"]
-    if n:
-        x, y = x[:n], y[:n]
-    x = np.asarray(W.convert_inputs(jnp.asarray(x, jnp.float32), cfg["input"]), np.float32)
-    x = x.reshape(len(x), -1) if cfg["net"] == "dense" else x[..., None]
-    return x, np.asarray(y, np.int32)
-
-
-def make_sharpener(cfg, n_layers: int, batches_per_epoch: int):
-    kind = cfg["sharpener"]
-    if kind == "simple":
-        return W.SimpleSharpener(n_layers, start_epoch=cfg["start_epoch"], steps=cfg["steps"], bottom_up=True)
-    if kind == "scheduled":
-        sched = W.gen_schedule(n_layers, max(cfg["start_epoch"], 1), cfg["steps"], cfg["intermission"])
-        return W.ScheduledSharpener(sched)
-    if kind == "adaptive":
-        return W.AdaptiveSharpener(n_layers, batches_per_epoch, min_init_epochs=cfg["min_init_epochs"])
-    raise ValueError(f"sharpener must be simple, scheduled or adaptive, got {kind!r}")
-
-
-def activation_trace(cfg, sharpness_values) -> dict:
-    lo, hi = (-0.25, 1.25) if cfg["activation"] == "brelu" else (-1.0, 1.0)
-    xs = jnp.linspace(lo, hi, 301, dtype=jnp.float32)
-    act, theta = W.ACTIVATIONS[cfg["activation"]]
-    vals = sorted({float(v) for v in sharpness_values} | {0.0, 1.0})
-    return {
-        "activation": cfg["activation"],
-        "threshold": theta,
-        "x": np.asarray(xs).tolist(),
-        "sharpness": vals,
-        "y": [np.asarray(act(xs, jnp.float32(s))).tolist() for s in vals],
-    }
+    return _auto_flag(cfg, "fuse_epoch", not (cfg["conv_impl"] == "lax" and cfg["net"] != "dense"))
 
 
 def fixed_point_runs(cfg, net, x, y, pred_float, batch_size, ctx) -> list:
@@ -406,6 +367,7 @@ def run(cfg, ctx):
     sim_s = time.time() - t1
     agree = pred_spk == pred_sharp
     fixed = fixed_point_runs(cfg, net, xte, yte, pred_spk, eb, ctx)
+    f8 = next((r for r in fixed if r["frac_bits"] == 8), None)  # the row in RESULTS.md
     # spiking activity per layer on the first 1000 test samples (one frame each)
     xs = jnp.asarray(xte[: min(1000, eb)])
     spikes = net.run(jnp.broadcast_to(xs[None], (net.depth,) + xs.shape), record="all")
@@ -451,7 +413,7 @@ def run(cfg, ctx):
         "spiking_eval_s": sim_s,
         "spiking_depth_steps": net.depth,
         "fixed_point": fixed,
-        **{k: v for r in fixed if r["frac_bits"] == 8 for k, v in (("fixed_point_f8_acc_pct", r["accuracy_pct"]), ("fixed_point_f8_agreement", r["agreement_with_float"]))},
+        **({"fixed_point_f8_acc_pct": f8["accuracy_pct"], "fixed_point_f8_agreement": f8["agreement_with_float"]} if f8 else {}),
         "spiking_layer_sizes": sizes,
         "spiking_layer_rates": rates,
         "n_train": int(len(xtr)),

@@ -70,6 +70,7 @@ from ._checks import check_choice, check_positive, check_probability
 from .data import epoch_batches, take_batch
 from .neurons.lif import TwoCompartmentLIF
 from .plasticity import TraceState, boxcar_gate, check_gate, erbp_rule
+from .uncertainty import check_rate, dropout_mask
 from .surrogate import heaviside
 from .synops import DecisionSums, combine_sums, decide, decision_sums, first_spike_steps, summarize, synops_per_step
 
@@ -358,8 +359,8 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
                 x_soma = jnp.einsum("bi,bij->bj", pre, w[None] * mask)
             synops = synops + synops_per_step(pre, mask=mask)
         else:
-            # eRBP, or peRBP tested with its expected transmission p_syn * w (stochastic_test=False)
-            x_soma = pre @ (w * cfg.p_syn) if cfg.p_syn < 1.0 else pre @ w
+            # eRBP (p_syn = 1), or peRBP tested with its expected transmission (stochastic_test=False)
+            x_soma = pre @ (w * cfg.p_syn)
             synops = synops + synops_per_step(pre, fan_out=w.shape[1])
         if l < L - 1:
             x_dend = err_diff @ params_g[l]
@@ -639,8 +640,7 @@ def mlp_logits(params, x, feedback=None, *, dropout: float = 0.0, key=None):
 
     ``dropout`` > 0 with a ``key`` zeroes each hidden unit with that probability and scales the
     kept ones by ``1 / (1 - dropout)`` (training; leave ``key=None`` to evaluate)."""
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    dropout = check_rate(dropout)
     keys = jax.random.split(key, len(params)) if (key is not None and dropout > 0) else None
     h = x
     for l, (w, b) in enumerate(params):
@@ -651,8 +651,7 @@ def mlp_logits(params, x, feedback=None, *, dropout: float = 0.0, key=None):
         if l < len(params) - 1:
             h = jax.nn.relu(h)
             if keys is not None:
-                keep = jax.random.bernoulli(keys[l], 1.0 - dropout, h.shape)
-                h = jnp.where(keep, h / (1.0 - dropout), jnp.zeros((), h.dtype))
+                h = h * dropout_mask(keys[l], h.shape, dropout, h.dtype)
     return h
 
 

@@ -356,7 +356,7 @@ def test_mlp_dropout_is_unbiased_and_off_without_key():
     dropped = (np.asarray(hd) == 0)[:, live]
     assert abs(dropped.mean() - 0.3) < 0.01
     np.testing.assert_allclose(np.asarray(hd)[:, live][~dropped], np.broadcast_to(np.asarray(h)[live] / 0.7, dropped.shape)[~dropped], rtol=1e-5)
-    with pytest.raises(ValueError, match="dropout must be in"):
+    with pytest.raises(ValueError, match=r"dropout rate must lie in \[0, 1\)"):
         erbp.mlp_logits(params, x, dropout=1.0, key=k)
 
 
@@ -404,3 +404,25 @@ def test_test_noise_switch_only_affects_test_presentations(key):
     p_on, _ = erbp.present(on, params, x, y, jax.random.PRNGKey(1), train=True)
     for u, v in zip(p_off.w, p_on.w):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):
+    """``--reevaluate`` on a finished peRBP run (quick digits config) with no overrides gives the
+    error the run itself recorded (same weights, same coins); the mean-network override gives the
+    other test mode's recorded error; unknown keys and a run without weights are refused."""
+    import json
+
+    import experiments
+    from experiments import erbp_pimnist as X
+    from spikejax.experiment import run_experiment
+
+    monkeypatch.setenv("SPIKEJAX_CKPT", str(tmp_path / "ckpt"))
+    path = run_experiment(experiments.load("erbp_pimnist"), quick=True, overrides=["method=perbp"], out_dir=tmp_path, quiet=True)
+    m = json.loads(path.read_text())["metrics"]
+    assert X.reevaluate(path, [])["test_err_pct"] == pytest.approx(m["test_err_pct"], abs=1e-9)
+    assert X.reevaluate(path, ["perbp_test=mean"])["test_err_pct"] == pytest.approx(m["test_err_pct_mean_test"], abs=1e-9)
+    with pytest.raises(ValueError, match="unknown config key"):
+        X.reevaluate(path, ["t_tset=0.2"])
+    path.with_name(path.name[: -len(".json")] + ".params.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="no saved weights"):
+        X.reevaluate(path, [])
