@@ -293,6 +293,43 @@ def fuse_epoch(cfg) -> bool:
     return _auto_flag(cfg, "fuse_epoch", not (cfg["conv_impl"] == "lax" and cfg["net"] != "dense"))
 
 
+def load_inputs(cfg, split):
+    """Images converted by ``cfg['input']``: ``[N, H*W]`` for the dense row, ``[N, H, W, 1]`` for CNNs."""
+    x, y = load_dataset(cfg["dataset"], split, as_float=True)
+    n = cfg["n_train"] if split == "train" else cfg["n_test"]
+    if n:
+        x, y = x[:n], y[:n]
+    x = np.asarray(W.convert_inputs(jnp.asarray(x, jnp.float32), cfg["input"]), np.float32)
+    x = x.reshape(len(x), -1) if cfg["net"] == "dense" else x[..., None]
+    return x, np.asarray(y, np.int32)
+
+
+def make_sharpener(cfg, n_layers: int, batches_per_epoch: int):
+    kind = cfg["sharpener"]
+    if kind == "simple":
+        return W.SimpleSharpener(n_layers, start_epoch=cfg["start_epoch"], steps=cfg["steps"], bottom_up=True)
+    if kind == "scheduled":
+        sched = W.gen_schedule(n_layers, max(cfg["start_epoch"], 1), cfg["steps"], cfg["intermission"])
+        return W.ScheduledSharpener(sched)
+    if kind == "adaptive":
+        return W.AdaptiveSharpener(n_layers, batches_per_epoch, min_init_epochs=cfg["min_init_epochs"])
+    raise ValueError(f"sharpener must be simple, scheduled or adaptive, got {kind!r}")
+
+
+def activation_trace(cfg, sharpness_values) -> dict:
+    lo, hi = (-0.25, 1.25) if cfg["activation"] == "brelu" else (-1.0, 1.0)
+    xs = jnp.linspace(lo, hi, 301, dtype=jnp.float32)
+    act, theta = W.ACTIVATIONS[cfg["activation"]]
+    vals = sorted({float(v) for v in sharpness_values} | {0.0, 1.0})
+    return {
+        "activation": cfg["activation"],
+        "threshold": theta,
+        "x": np.asarray(xs).tolist(),
+        "sharpness": vals,
+        "y": [np.asarray(act(xs, jnp.float32(s))).tolist() for s in vals],
+    }
+
+
 def fixed_point_runs(cfg, net, x, y, pred_float, batch_size, ctx) -> list:
     """The exported net in NSAT-style integer arithmetic (``spikejax.whetstone.to_fixed_point``)
     for each number of fractional bits in ``cfg['fixed_point_bits']``: test accuracy and agreement
