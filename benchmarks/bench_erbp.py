@@ -8,10 +8,12 @@ Smoke test (seconds, digits):
 
     python benchmarks/bench_erbp.py --quick --json /tmp/bench_erbp-quick.json
 
-What is timed.  ``eRBP``: :func:`spikejax.erbp.make_train_epoch` with the training configuration
-of ``experiments/erbp_pimnist.py`` (its ``CONFIG``: presentation time, dt, learning rate, ...)
-on ``--samples`` MNIST training digits, for each minibatch size in ``--batch`` (samples presented in
-parallel, weights updated every time step; batch 1 is the pure online rule).  ``BP``: one
+What is timed.  ``eRBP`` / ``peRBP`` (``--methods``): :func:`spikejax.erbp.make_train_epoch` with
+the training configuration ``experiments/erbp_pimnist.py`` uses for that method (its ``CONFIG``:
+presentation time, dt, learning rate, membrane kicks for eRBP, stochastic synapses with
+``p_syn`` = 0.65 for peRBP, ...) on ``--samples`` MNIST training digits, for each minibatch size in
+``--batch`` (samples presented in parallel, weights updated every time step; batch 1 is the pure
+online rule).  ``BP``: one
 shuffled epoch of Adam on the ReLU MLP of the same shape (:func:`spikejax.erbp.mlp_loss`),
 minibatch ``--bp-batch``, the whole epoch one ``lax.scan``.  Each program is compiled first
 (``compile_s``), then run ``--repeats`` times; medians of wall and process CPU time are
@@ -48,6 +50,7 @@ def _parse(argv=None):
     ap.add_argument("--json", default=None, help="write the results here (atomically)")
     ap.add_argument("--samples", type=int, default=None, help="eRBP training samples timed per call (default 2000)")
     ap.add_argument("--batch", default=None, help="comma-separated eRBP minibatch sizes (default 100,10)")
+    ap.add_argument("--methods", default="erbp,perbp", help="comma-separated spiking methods (erbp, perbp)")
     ap.add_argument("--bp-batch", type=int, default=100, help="BP minibatch size")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default 2)")
     return ap.parse_args(argv)
@@ -80,25 +83,28 @@ def main(argv=None):
         samples, batches, repeats = args.samples or 2000, args.batch or "100,10", args.repeats or 2
     x = jnp.asarray(np.asarray(x, np.float32).reshape(len(x), -1))
     y = jnp.asarray(np.asarray(y, np.int32))
-    ecfg = X.erbp_config(cfg, sizes, "erbp")
     key = jax.random.PRNGKey(0)
     out = {"benchmark": "bench_erbp", "quick": bool(args.quick), "arch": "-".join(map(str, sizes)), "machine": C.machine_info()}
-    out["erbp_config"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()}
+    out["erbp_configs"] = {}
     out["erbp"] = []
-    for bs in (int(b) for b in batches.split(",")):
-        n = samples - samples % bs
-        xs, ys = x[:n], y[:n]
-        params = erbp.init_erbp(key, ecfg)
-        ep = erbp.make_train_epoch(ecfg, n, bs)
-        t0 = time.perf_counter()
-        compiled = ep.lower(params, xs, ys, key, 1.0).compile()
-        comp = time.perf_counter() - t0
-        r = _timed(lambda: compiled(params, xs, ys, key, 1.0), repeats)
-        row = dict(batch_size=bs, samples=n, steps_per_sample=ecfg.n_train_steps, compile_s=comp, **r)
-        row["samples_per_s"] = n / r["wall_s"]
-        row["samples_per_cpu_s"] = n / r["cpu_s"]
-        out["erbp"].append(row)
-        print(f"eRBP batch {bs}: {row['samples_per_s']:.0f} samples/s (wall {r['wall_s']:.2f} s, load {r['load1_before']})", flush=True)
+    for method in args.methods.split(","):
+        ecfg = X.erbp_config(cfg, sizes, method)
+        out["erbp_configs"][method] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()}
+        for bs in (int(b) for b in batches.split(",")):
+            n = samples - samples % bs
+            xs, ys = x[:n], y[:n]
+            params = erbp.init_erbp(key, ecfg)
+            ep = erbp.make_train_epoch(ecfg, n, bs)
+            t0 = time.perf_counter()
+            compiled = ep.lower(params, xs, ys, key, 1.0).compile()
+            comp = time.perf_counter() - t0
+            r = _timed(lambda: compiled(params, xs, ys, key, 1.0), repeats)
+            row = dict(method=method, batch_size=bs, samples=n, steps_per_sample=ecfg.n_train_steps, compile_s=comp, **r)
+            row["samples_per_s"] = n / r["wall_s"]
+            row["samples_per_cpu_s"] = n / r["cpu_s"]
+            row["epoch_s"] = int(x.shape[0]) / row["samples_per_s"]
+            out["erbp"].append(row)
+            print(f"{method} batch {bs}: {row['samples_per_s']:.0f} samples/s (wall {r['wall_s']:.2f} s, load {r['load1_before']})", flush=True)
 
     n_all = int(x.shape[0]) - int(x.shape[0]) % args.bp_batch
     opt = optax.adam(cfg["bp_lr"])
@@ -131,6 +137,19 @@ def main(argv=None):
     for row in out["erbp"]:
         row["bp_over_erbp"] = out["bp"]["samples_per_s"] / row["samples_per_s"]
     out["loadavg_after"] = list(os.getloadavg())
+    out["description"] = (f"{out['arch']}, training on {samples} MNIST digits per timed call (one jitted epoch "
+                          f"program), median of {repeats} calls; BP: one epoch of Adam on all {n_all} digits; "
+                          f"1-minute load average before the timed calls in the last column")
+    head = ["method", "minibatch", "steps / sample", "samples / s", "samples / CPU s", f"s / epoch ({int(x.shape[0])} digits)",
+            "BP / this (wall)", "compile s", "load avg (1 min)"]
+    rows = [[{"erbp": "eRBP", "perbp": "peRBP"}[r["method"]], r["batch_size"], r["steps_per_sample"], f"{r['samples_per_s']:.0f}",
+             f"{r['samples_per_cpu_s']:.0f}", f"{r['epoch_s']:.0f}", f"{r['bp_over_erbp']:.0f}x", f"{r['compile_s']:.1f}",
+             f"{min(r['load1_before']):.1f}-{max(r['load1_before']):.1f}"] for r in out["erbp"]]
+    b = out["bp"]
+    rows.append(["BP (non-spiking)", b["batch_size"], "-", f"{b['samples_per_s']:.0f}", f"{b['samples_per_cpu_s']:.0f}",
+                 f"{int(x.shape[0]) / b['samples_per_s']:.1f}", "1x", f"{b['compile_s']:.1f}",
+                 f"{min(b['load1_before']):.1f}-{max(b['load1_before']):.1f}"])
+    out["markdown"] = C.markdown_table(head, rows)
     if args.json:
         C.atomic_write_json(args.json, out)
         print(f"wrote {args.json}")
