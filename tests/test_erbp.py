@@ -419,10 +419,27 @@ def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SPIKEJAX_CKPT", str(tmp_path / "ckpt"))
     path = run_experiment(experiments.load("erbp_pimnist"), quick=True, overrides=["method=perbp"], out_dir=tmp_path, quiet=True)
     m = json.loads(path.read_text())["metrics"]
-    assert X.reevaluate(path, [])["test_err_pct"] == pytest.approx(m["test_err_pct"], abs=1e-9)
+    again = X.reevaluate(path, [])
+    assert again["test_err_pct"] == pytest.approx(m["test_err_pct"], abs=1e-9)
+    assert again["test_err_pct_halves"] == pytest.approx(m["test_err_pct_halves"], abs=1e-9)
     assert X.reevaluate(path, ["perbp_test=mean"])["test_err_pct"] == pytest.approx(m["test_err_pct_mean_test"], abs=1e-9)
     with pytest.raises(ValueError, match="unknown config key"):
         X.reevaluate(path, ["t_tset=0.2"])
     path.with_name(path.name[: -len(".json")] + ".params.npz").unlink()
     with pytest.raises(FileNotFoundError, match="no saved weights"):
         X.reevaluate(path, [])
+
+
+def test_halves_error_splits_the_evaluation_set():
+    """The per-half error is the error of each half, the halves' mean the whole set's (even n)."""
+    from experiments.erbp_pimnist import halves_err_pct
+
+    y = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    pred = np.array([0, 1, 2, 9, 9, 9, 6, 9])  # wrong: 1 of the first 4, 3 of the last 4
+
+    def err_of(xa, ya):
+        return 100 * np.mean(pred[xa] != ya)
+
+    x = np.arange(8)
+    assert halves_err_pct(err_of, (x, y)) == [25.0, 75.0]
+    assert np.mean(halves_err_pct(err_of, (x, y))) == err_of(x, y)
