@@ -152,7 +152,10 @@ learning rate), validation error after epochs 1-5 on seeds 0-3 (dt = 1 ms first)
 3.60 3.12: better on every seed at epoch 5 (by 0.28-0.68, mean 3.68 -> 3.23); dt = 0.25 ms (seed 0)
 3.70.  Over the default 20 epochs (seed 0, decay 0.85): 2.94% against 3.40% (4.88 4.14 3.48 3.30
 3.30 3.34 3.12 3.00 3.10 3.00 2.96 3.08 2.92 2.96 2.84 2.88 2.80 2.96 2.88 2.94), training time 320 s
-against 244 s.  The peRBP rows re-run with ``--set dt=5e-4`` (RESULTS.md says which).  eRBP at
+against 244 s.  peRBP test rows re-run with ``--set dt=5e-4`` (1 ms in brackets): 784-100-10 3.85%
+(4.52), 784-200-10 3.26% (3.27), 784-500-10 3.10% (2.98), 784-200-200-10 (``gate_low=-3``) 3.99%
+(3.30): the gain found on 784-100-10 does not carry over to the wider and deeper nets; dt has to
+be validated per architecture.  eRBP at
 0.5 ms (default kicks of 0.2): seed 0 4.58 4.44 3.72 3.78 3.74 (1 ms: 3.44 at epoch 5), seed 1 4.84
 3.80 3.60 3.28 3.16 (1 ms: 4.50 3.80 3.66 3.58 3.50); over 20 epochs 3.16% against 3.36% (one seed):
 not the consistent gain peRBP shows, so the eRBP rows stay at 1 ms until more seeds are run.
