@@ -155,7 +155,10 @@ learning rate), validation error after epochs 1-5 on seeds 0-3 (dt = 1 ms first)
 against 244 s.  peRBP test rows re-run with ``--set dt=5e-4`` (1 ms in brackets): 784-100-10 3.85%
 (4.52), 784-200-10 3.26% (3.27), 784-500-10 3.10% (2.98), 784-200-200-10 (``gate_low=-3``) 3.99%
 (3.30): the gain found on 784-100-10 does not carry over to the wider and deeper nets; dt has to
-be validated per architecture.  eRBP at
+be validated per architecture.  784-200-200-10 (``gate_low=-3``, validation split, 20 epochs): 1 ms
+5.32 4.14 3.46 3.44 3.08 3.10 3.08 2.68 2.88 2.92 2.74 2.76 2.78 2.66 2.94 2.76 2.80 2.72 2.68 2.66,
+0.5 ms 6.40 5.24 3.42 3.88 3.12 3.10 3.38 3.38 3.24 3.24 3.32 3.44 3.58 3.30 3.50 3.52 3.52 3.46
+(epochs 1-18): that row keeps dt = 1 ms.  eRBP at
 0.5 ms (default kicks of 0.2): seed 0 4.58 4.44 3.72 3.78 3.74 (1 ms: 3.44 at epoch 5), seed 1 4.84
 3.80 3.60 3.28 3.16 (1 ms: 4.50 3.80 3.66 3.58 3.50); over 20 epochs 3.16% against 3.36% (one seed):
 not the consistent gain peRBP shows, so the eRBP rows stay at 1 ms until more seeds are run.
