@@ -142,7 +142,7 @@ def main(argv=None):
                           f"1-minute load average before the timed calls in the last column")
     head = ["method", "minibatch", "steps / sample", "samples / s", "samples / CPU s", f"s / epoch ({int(x.shape[0])} digits)",
             "BP / this (wall)", "compile s", "load avg (1 min)"]
-    rows = [[{"erbp": "eRBP", "perbp": "peRBP"}[r["method"]], r["batch_size"], r["steps_per_sample"], f"{r['samples_per_s']:.0f}",
+    rows = [[X._NAMES[r["method"]], r["batch_size"], r["steps_per_sample"], f"{r['samples_per_s']:.0f}",
              f"{r['samples_per_cpu_s']:.0f}", f"{r['epoch_s']:.0f}", f"{r['bp_over_erbp']:.0f}x", f"{r['compile_s']:.1f}",
              f"{min(r['load1_before']):.1f}-{max(r['load1_before']):.1f}"] for r in out["erbp"]]
     b = out["bp"]
