@@ -25,7 +25,7 @@ presynaptic spikes in the learning window, matches), 100 ms test presentations, 
 samples presented in parallel (updates summed over the batch every step), each minibatch starting
 from rest, Auryn's 1 kHz Poisson membrane kicks (``noise_std``/``noise_rate``) in eRBP runs but
 of 0.2 instead of 50e-3 (each kick moves the membrane by ``noise_std``; peRBP: none, as in Auryn;
-chosen on a validation split, see below), the learning rate multiplied by ``lr_decay`` = 0.85
+chosen on a validation split, see the tuning log named at the end), the learning rate multiplied by ``lr_decay`` = 0.85
 after every epoch (Auryn: constant), a refractory period of 3 ms (Auryn 3.9 ms at dt = 0.1 ms, i.e. a 4 ms minimum inter-spike interval;
 at dt = 1 ms 3.9 ms rounds to 4 steps, a 5 ms interval, so outputs could not exceed 200 Hz, below
 the 250 Hz label rate: the correct class's error never vanished and its weights grew until the gate
