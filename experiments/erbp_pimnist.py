@@ -611,18 +611,62 @@ def seed_scan(overrides: dict, seeds=(0, 1, 2, 3, 4, 5), n_samples: int = 20000,
     return out
 
 
+def ci_table(results_dir="results", level: float = 0.95) -> str:
+    """Markdown table of every committed PI-MNIST row: test error, its exact binomial confidence
+    interval over the test set (:func:`spikejax.metrics.error_rate_ci`), the seed's number and
+    whether that number lies inside the interval.  ``python -m experiments.erbp_pimnist --ci``."""
+    import json
+    from pathlib import Path
+
+    from spikejax.metrics import error_rate_ci
+
+    pct = f"{100 * level:g}%"
+    lines = [
+        f"| network | method | test error (%) | {pct} interval (%) | seed (%) | seed - spikejax | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arch in ARCHS:
+        for method in METHODS:
+            f = Path(results_dir) / f"erbp_pimnist-{arch}-{method}.json"
+            if not f.exists():
+                continue
+            m = json.loads(f.read_text())["metrics"]
+            n = int(m["n_test"])
+            k = int(round(m["test_err_pct"] / 100 * n))
+            lo, hi = error_rate_ci(k, n, level)
+            pub = PUBLISHED[arch][method]
+            if pub is None:
+                verdict, diff = "no seed number", "-"
+            else:
+                diff = f"{pub - 100 * k / n:+.2f}"
+                if 100 * k / n <= pub:
+                    verdict = "met"
+                elif 100 * lo <= pub:
+                    verdict = "missed; seed inside the interval"
+                else:
+                    verdict = "missed; seed below the interval"
+            lines.append(
+                f"| {arch} | {_NAMES[method]} | {100 * k / n:.2f} ({k}/{n}) | {100 * lo:.2f}-{100 * hi:.2f} | "
+                f"{'-' if pub is None else pub} | {diff} | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="eRBP/peRBP helpers: re-derive SynOps claims of results files, or scan seeds")
+    ap = argparse.ArgumentParser(description="eRBP/peRBP helpers: re-derive SynOps claims of results files, re-test saved weights, scan seeds, or tabulate confidence intervals")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--reanalyse", nargs="+", metavar="RESULTS_JSON")
     g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
     g.add_argument("--reevaluate", nargs="+", metavar="RESULTS_JSON [KEY=VALUE ...]", help="test saved weights again (see reevaluate)")
+    g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
     a = ap.parse_args()
-    if a.reanalyse:
+    if a.ci:
+        print(ci_table())
+    elif a.reanalyse:
         for f in a.reanalyse:
             print(f, reanalyse(f))
     elif a.reevaluate:

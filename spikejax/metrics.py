@@ -16,6 +16,11 @@ three use the same one.  They must be positive and finite: an error of 0 makes a
 infinite, so the logarithm is undefined; such inputs raise ``ValueError`` naming the argument
 (add a floor such as ``max(e, 1 / n_samples)`` yourself if you want a finite index).
 Scalars give Python floats; array inputs are accepted and broadcast (numpy float64 arrays).
+
+Test-set uncertainty: :func:`error_rate_ci` gives the exact (Clopper-Pearson) confidence interval
+of an error rate measured as ``k`` errors on ``n`` test samples (``scipy.stats.binomtest``), the
+sampling error of the test set alone (a fixed model, test digits drawn at random): a published
+number inside the interval is not distinguishable from the measured one by that test set.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["DesignIndex", "accuracy_index", "overfitting_index", "design_index"]
+__all__ = ["DesignIndex", "accuracy_index", "overfitting_index", "design_index", "error_rate_ci"]
 
 
 def _check_error(name: str, value) -> np.ndarray:
@@ -73,3 +78,26 @@ def design_index(e_t, e_v, e_p) -> DesignIndex:
     """``DesignIndex(I_a=log10(e_p/e_t), I_o=log10(e_v/e_t))`` from training error ``e_t``,
     validation error ``e_v`` and threshold error ``e_p`` (all positive and finite)."""
     return DesignIndex(accuracy_index(e_p, e_t), overfitting_index(e_v, e_t))
+
+
+def error_rate_ci(n_errors, n, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided ``level`` confidence interval ``(low, high)`` of an error
+    rate measured as ``n_errors`` errors out of ``n`` samples (rates in [0, 1]).
+
+    ``n_errors`` and ``n`` are whole numbers with ``0 <= n_errors <= n`` and ``n >= 1``;
+    ``0 < level < 1``.  ``error_rate_ci(281, 10000)`` is the interval of a 2.81% test error on
+    the MNIST test set."""
+    from scipy.stats import binomtest
+
+    for name, v in (("n_errors", n_errors), ("n", n)):
+        if isinstance(v, bool) or not float(v).is_integer():
+            raise ValueError(f"{name} must be a whole number of samples, got {v!r}")
+    k, n = int(n_errors), int(n)
+    if n < 1:
+        raise ValueError(f"n (number of samples) must be >= 1, got {n}")
+    if not 0 <= k <= n:
+        raise ValueError(f"n_errors must lie in [0, n] = [0, {n}], got {k}")
+    if not 0.0 < float(level) < 1.0:
+        raise ValueError(f"level (confidence level) must lie in (0, 1), got {level!r}")
+    ci = binomtest(k, n).proportion_ci(confidence_level=float(level), method="exact")
+    return float(ci.low), float(ci.high)

@@ -443,3 +443,28 @@ def test_halves_error_splits_the_evaluation_set():
     x = np.arange(8)
     assert halves_err_pct(err_of, (x, y)) == [25.0, 75.0]
     assert np.mean(halves_err_pct(err_of, (x, y))) == err_of(x, y)
+
+
+def test_ci_table_verdicts_follow_the_binomial_interval(tmp_path):
+    """``--ci``: a row at or below the seed is met; a miss is 'inside' when the seed's number lies in
+    the exact 95% interval of the row's errors on 10,000 digits and 'below' when it does not
+    (784-100-10 eRBP seed 3.94%: 410 errors give 3.72-4.51%, 500 give 4.58-5.45%: the beta quantiles
+    Beta(0.025; k, n - k + 1) and Beta(0.975; k + 1, n - k))."""
+    import json
+
+    from experiments import erbp_pimnist as X
+
+    def write(method, err_pct):
+        rec = {"metrics": {"n_test": 10000, "test_err_pct": err_pct}}
+        (tmp_path / f"erbp_pimnist-784-100-10-{method}.json").write_text(json.dumps(rec))
+
+    write("erbp", 4.10)
+    write("bp", 2.19)  # equal to the seed's 2.19: met
+    table = X.ci_table(tmp_path)
+    rows = {ln.split("|")[2].strip(): ln for ln in table.splitlines()[2:]}
+    assert set(rows) == {"eRBP", "BP (GPU)"}
+    assert "3.72-4.51" in rows["eRBP"] and rows["eRBP"].endswith("missed; seed inside the interval |")
+    assert rows["BP (GPU)"].endswith("| met |")
+    write("erbp", 5.00)
+    row = X.ci_table(tmp_path).splitlines()[2]
+    assert "4.58-5.45" in row and row.endswith("missed; seed below the interval |")
