@@ -13,7 +13,8 @@ Methods (``--set method=``):
 * ``bp``: the same MLP trained by back-propagation.
 
 Same architecture, data (60k train / full 10k test) and epoch budget for every method.  Each run
-writes ``results/erbp_pimnist-<arch>-<method>.json`` (``result_tag``), checkpoints every epoch
+writes ``results/erbp_pimnist-<arch>-<method>.json`` (``result_tag``; validation runs and other seeds
+add ``-val<N>`` / ``-seed<S>``), checkpoints every epoch
 (interrupt and rerun the same command to continue) and records the learning curve.  Spiking
 runs also record SynOps during inference (accuracy after n steps and at the first output spike,
 energy at ``pj_per_synop``) and a spike raster of one test digit (``.raster.npz``).
@@ -226,7 +227,15 @@ CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
 
 
 def result_tag(cfg) -> str:
-    return f"{cfg['arch']}-{cfg['method']}"
+    """``<arch>-<method>`` for a table row; a validation run (``val`` > 0) or another training seed
+    adds ``-val<N>`` / ``-seed<S>``, so the study commands in RESULTS.md and the tuning log never
+    overwrite a committed row's results file."""
+    tag = f"{cfg['arch']}-{cfg['method']}"
+    if int(cfg.get("val", 0)) > 0:
+        tag += f"-val{int(cfg['val'])}"
+    if int(cfg.get("seed", 0)) != 0:
+        tag += f"-seed{int(cfg['seed'])}"
+    return tag
 
 
 def parse_arch(arch: str, n_in: int) -> tuple:

@@ -468,3 +468,14 @@ def test_ci_table_verdicts_follow_the_binomial_interval(tmp_path):
     write("erbp", 5.00)
     row = X.ci_table(tmp_path).splitlines()[2]
     assert "4.58-5.45" in row and row.endswith("missed; seed below the interval |")
+
+
+def test_result_tag_keeps_study_runs_off_the_row_files():
+    """Validation runs and other seeds get their own results file; the rows keep ``<arch>-<method>``."""
+    from experiments import erbp_pimnist as X
+
+    row = dict(X.CONFIG, arch="784-500-10", method="perbp", batch_size=100, dt=5e-4)
+    assert X.result_tag(row) == "784-500-10-perbp"
+    assert X.result_tag(dict(row, val=5000)) == "784-500-10-perbp-val5000"
+    assert X.result_tag(dict(row, seed=1)) == "784-500-10-perbp-seed1"
+    assert X.result_tag(dict(row, val=5000, seed=2)) == "784-500-10-perbp-val5000-seed2"
