@@ -79,6 +79,7 @@ CONFIG = dict(
     gate_low=-1.15,
     gate_high=1.15,
     p_syn=0.65,  # used by method=perbp only
+    mask_mode="shared",  # peRBP coins: "shared" = one per (synapse, step) for the whole minibatch; "per_sample" = one per (sample, synapse, step), exact at any minibatch
     test_noise=True,  # eRBP: membrane noise kicks also while testing (Auryn); False = noise only while training
     perbp_test="stochastic",  # peRBP test presentations: "stochastic" synapses (Auryn) or "mean" (weights x p_syn)
     noise_std=None,  # membrane kick size; None = NOISE_STD[method] (eRBP 0.2, peRBP 0; chosen on the validation split)
@@ -302,6 +303,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         lr=cfg["lr"],
         gate=(cfg["gate_low"], cfg["gate_high"]),
         p_syn=cfg["p_syn"] if method == "perbp" else 1.0,
+        mask_mode=cfg["mask_mode"],
         noise_std=noise_std(cfg, method),
         noise_rate=cfg["noise_rate"],
         t_ref=cfg["t_ref"],

@@ -26,7 +26,12 @@ Network (papers.md 2.2, after Neftci et al. 2017; semantics only, own code):
   ``B x n_pre x n_post`` random numbers per step; ``"shared"`` draws one coin per (synapse, step)
   and uses it for every sample of the minibatch: each sample still sees independent
   Bernoulli(p) transmission in time, and the rule is exact for ``batch_size = 1``, but within a
-  step the samples of a batch share coins.  Coins have 8-bit resolution (p is rounded to a
+  step the samples of a batch share coins.  ``"per_sample_offset"`` gives each sample its own
+  coins from far fewer random numbers (:func:`offset_coins`: coins of different samples at one
+  synapse are independent, and the drive and summed update have exactly the mean and covariance
+  of ``"per_sample"``).  ``mask_mode`` applies to training; test presentations,
+  which learn nothing, always share coins across the batch (each sample's transmission has the
+  same distribution either way).  Coins have 8-bit resolution (p is rounded to a
   multiple of 1/256).  At test time the synapses stay stochastic (``stochastic_test=True``, as in
   Auryn); ``stochastic_test=False`` transmits every event with its expected weight ``p_syn * w``
   instead (the mean network, as dropout is replaced by its expectation at inference).
@@ -83,6 +88,7 @@ __all__ = [
     "check_params",
     "centred_feedback",
     "coins",
+    "offset_coins",
     "init_state",
     "present",
     "make_train_epoch",
@@ -150,7 +156,7 @@ class ERBPConfig:
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "gate", check_gate(self.gate))
         check_probability("p_syn (synaptic transmission probability)", self.p_syn)
-        check_choice("mask_mode", self.mask_mode, {"shared", "per_sample"})
+        check_choice("mask_mode", self.mask_mode, {"shared", "per_sample", "per_sample_offset"})
         check_choice("input_code", self.input_code, {"binary", "poisson"})
         for name in ("dt", "t_train", "t_test", "tau_mem", "tau_syn", "tau_dend", "v_th", "err_threshold"):
             check_positive(name, getattr(self, name))
@@ -262,6 +268,35 @@ def coins(key, shape, p, dtype=jnp.float32):
     return (u.astype(jnp.uint32) < thr).astype(dtype)
 
 
+def _bytes(key, n):
+    """``n`` uniform random bytes (four per 32 random bits)."""
+    bits = jax.random.bits(key, ((n + 3) // 4,), jnp.uint32)
+    return lax.bitcast_convert_type(bits, jnp.uint8).reshape(-1)[:n]
+
+
+def offset_coins(key, batch: int, shape, p, dtype=jnp.float32):
+    """Per-sample Bernoulli(p) masks ``[batch, n_pre, n_post]`` from ``n_pre * n_post + batch * n_pre``
+    random bytes instead of ``batch * n_pre * n_post``: ``u[b, k, i] = (R[k, i] + r[b, k]) mod 256``
+    with ``R`` and ``r`` uniform bytes, and the coin is ``u < round(256 p)``.
+
+    Every ``u`` is uniform, and any three of them are independent (the map from the four bytes
+    involved to three ``u`` has full rank mod 256; with ``b`` fixed the ``R[k, i]`` are independent,
+    and for one synapse ``u[b] - u[0] = r[b] - r[0]`` is independent of ``u[0]``).  So the masks of
+    the samples of a batch are mutually independent at each synapse, and the mean and covariance of
+    anything linear in the mask (the transmitted drive, the summed weight update) are exactly those
+    of independent per-sample coins.  Only "rectangles" are dependent:
+    ``u[b,k,i] - u[b,k,j] = u[b',k,i] - u[b',k,j]``."""
+    n_pre, n_post = (int(s) for s in shape)
+    k1, k2 = jax.random.split(key)
+    r_syn = _bytes(k1, n_pre * n_post).reshape(n_pre, n_post)
+    r_pre = _bytes(k2, batch * n_pre).reshape(batch, n_pre)
+    thr = min(int(round(float(p) * 256.0)), 256)
+    if thr >= 256:
+        return jnp.ones((batch, n_pre, n_post), dtype)
+    u = r_syn[None] + r_pre[:, :, None]  # uint8 arithmetic wraps mod 256
+    return (u < jnp.uint8(thr)).astype(dtype)
+
+
 def _neuron(cfg):
     model = TwoCompartmentLIF(spike_fn=heaviside, reset="zero")
     params = TwoCompartmentLIF.params(
@@ -351,11 +386,16 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
         w, pre, ns = ws[l], pres[l], st.layers[l]
         mask = None
         if stochastic:
-            if cfg.mask_mode == "shared":
+            if cfg.mask_mode == "shared" or not train:
+                # test presentations learn nothing, so coins shared by the batch give every sample
+                # the same marginal transmission as its own coins would, at 1/B of the cost
                 mask = coins(mask_keys[l], w.shape, cfg.p_syn, dtype)
                 x_soma = pre @ (w * mask)
             else:
-                mask = coins(mask_keys[l], (B,) + w.shape, cfg.p_syn, dtype)
+                if cfg.mask_mode == "per_sample":
+                    mask = coins(mask_keys[l], (B,) + w.shape, cfg.p_syn, dtype)
+                else:
+                    mask = offset_coins(mask_keys[l], B, w.shape, cfg.p_syn, dtype)
                 x_soma = jnp.einsum("bi,bij->bj", pre, w[None] * mask)
             synops = synops + synops_per_step(pre, mask=mask)
         else:

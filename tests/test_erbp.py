@@ -142,7 +142,16 @@ def test_boxcar_gate_zeroes_updates_outside_its_range(key):
     assert any(float(jnp.max(jnp.abs(a - b))) > 0 for a, b in zip(p.w, p3.w))
 
 
-@pytest.mark.parametrize("mask_mode", ["shared", "per_sample"])
+def _drawn_mask(mask_mode, key, shape, p, batch=1):
+    """The layer mask ``erbp._step`` draws from ``key`` in ``mask_mode``, as ``[batch, *shape]``."""
+    if mask_mode == "shared":
+        return np.broadcast_to(np.asarray(erbp.coins(key, shape, p)), (batch,) + tuple(shape))
+    if mask_mode == "per_sample":
+        return np.asarray(erbp.coins(key, (batch,) + tuple(shape), p))
+    return np.asarray(erbp.offset_coins(key, batch, shape, p))
+
+
+@pytest.mark.parametrize("mask_mode", ["shared", "per_sample", "per_sample_offset"])
 def test_perbp_updates_only_on_transmitted_events(key, mask_mode):
     cfg = ERBPConfig(sizes=(6, 11, 3), p_syn=0.5, mask_mode=mask_mode)
     params, st, enc, lab, i = _single_step_setup(cfg, key, batch=1)
@@ -150,8 +159,7 @@ def test_perbp_updates_only_on_transmitted_events(key, mask_mode):
     (ws, st2), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=True, train=True)
     # recompute the coins the step drew for layer 0 (same key derivation as erbp._step)
     _, _, k_mask = jax.random.split(step_key, 3)
-    shape = params.w[0].shape if mask_mode == "shared" else (1,) + params.w[0].shape
-    mask = np.asarray(erbp.coins(jax.random.split(k_mask, 2)[0], shape, 0.5)).reshape(params.w[0].shape)
+    mask = _drawn_mask(mask_mode, jax.random.split(k_mask, 2)[0], params.w[0].shape, 0.5)[0]
     assert 0.3 < mask.mean() < 0.7
     dw = np.asarray(ws[0] - params.w[0])
     inside = np.asarray((i[0] > -1.15) & (i[0] < 1.15))
@@ -165,6 +173,58 @@ def test_perbp_updates_only_on_transmitted_events(key, mask_mode):
     cfg0 = ERBPConfig(sizes=(6, 11, 3), p_syn=0.0, mask_mode=mask_mode)
     (ws0, _), _ = erbp._step(cfg0, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=True, train=True)
     np.testing.assert_array_equal(np.asarray(ws0[0]), np.asarray(params.w[0]))
+
+
+@pytest.mark.parametrize("mask_mode", ["per_sample", "per_sample_offset"])
+def test_perbp_per_sample_coins_while_training_shared_while_testing(key, mask_mode):
+    """Two identical samples: with per-sample coins each draws its own transmission while training
+    (their currents differ, and each equals its own masked sum); a test step, which learns nothing,
+    gives both the one shared draw."""
+    cfg = ERBPConfig(sizes=(6, 11, 3), p_syn=0.5, mask_mode=mask_mode)
+    params, st, enc, lab, i = _single_step_setup(cfg, key, batch=2)
+    step_key = jax.random.PRNGKey(3)
+    _, _, k_mask = jax.random.split(step_key, 3)
+    k0 = jax.random.split(k_mask, 2)[0]
+    decay = np.exp(-cfg.dt / cfg.tau_syn)
+    w0 = np.asarray(params.w[0])
+    (_, st_tr), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=False, train=True)
+    masks = _drawn_mask(mask_mode, k0, w0.shape, 0.5, batch=2)
+    for b in range(2):
+        expect = (np.asarray(i[b]) + np.ones(6, np.float32) @ (w0 * masks[b])) * decay
+        np.testing.assert_allclose(np.asarray(st_tr.layers[0].i[b]), expect, rtol=1e-5, atol=1e-6)
+    assert np.any(masks[0] != masks[1])
+    (_, st_te), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=False, train=False)
+    shared = np.asarray(erbp.coins(k0, w0.shape, 0.5))
+    expect = (np.asarray(i[0]) + np.ones(6, np.float32) @ (w0 * shared)) * decay
+    for b in range(2):
+        np.testing.assert_allclose(np.asarray(st_te.layers[0].i[b]), expect, rtol=1e-5, atol=1e-6)
+
+
+def test_offset_coins_are_independent_bernoulli_per_sample():
+    """offset_coins against the law it claims: Bernoulli(166/256) marginals, the coins of three
+    samples at one synapse and of two synapses of one sample independent (joint frequencies equal
+    products, within 4.5 binomial standard errors over 40k draws), and the documented rectangle
+    dependence present (it is what the saving costs)."""
+    n = 40000
+    m = np.asarray(jax.vmap(lambda k: erbp.offset_coins(k, 3, (2, 2), 0.65))(jax.random.split(jax.random.PRNGKey(11), n)))
+    q = 166 / 256
+
+    def close(freq, prob):
+        assert abs(freq - prob) < 4.5 * np.sqrt(prob * (1 - prob) / n), (freq, prob)
+
+    close(m[:, 1, 0, 1].mean(), q)
+    close((m[:, 0, 1, 1] * m[:, 1, 1, 1] * m[:, 2, 1, 1]).mean(), q**3)  # three samples, one synapse
+    close(((1 - m[:, 0, 0, 0]) * (1 - m[:, 2, 0, 0])).mean(), (1 - q) ** 2)
+    close((m[:, 1, 0, 0] * m[:, 1, 0, 1]).mean(), q**2)  # one sample, two synapses of one neuron
+    close((m[:, 0, 0, 0] * m[:, 1, 0, 1]).mean(), q**2)  # two samples, two synapses
+    # the rectangle: u[0,k,0] - u[0,k,1] = u[1,k,0] - u[1,k,1] (mod 256) makes these four coins
+    # dependent; with p = 1/2 the three-coin event {1, 0, 0} forces the fourth coin's odds away from 1/2
+    r = np.asarray(jax.vmap(lambda k: erbp.offset_coins(k, 2, (1, 2), 0.5))(jax.random.split(jax.random.PRNGKey(12), n)))
+    sel = (r[:, 0, 0, 0] == 1) & (r[:, 0, 0, 1] == 0) & (r[:, 1, 0, 0] == 0)
+    assert abs(r[sel, 1, 0, 1].mean() - 0.5) > 0.1
+    # p = 1 transmits everything, p = 0 nothing
+    assert float(erbp.offset_coins(jax.random.PRNGKey(0), 2, (3, 4), 1.0).min()) == 1.0
+    assert float(erbp.offset_coins(jax.random.PRNGKey(0), 2, (3, 4), 0.0).max()) == 0.0
 
 
 def test_error_neurons_fire_at_rectified_rate_difference(key):
