@@ -2,7 +2,7 @@
 
 Full run (repository root, project venv, real MNIST in ``$SPIKEJAX_DATA``):
 
-    python benchmarks/bench_erbp.py --json benchmarks/results/bench_erbp.json
+    python benchmarks/bench_erbp.py --mask-modes shared,per_sample,per_sample_offset --json benchmarks/results/bench_erbp.json
 
 Smoke test (seconds, digits):
 
@@ -13,7 +13,10 @@ the training configuration ``experiments/erbp_pimnist.py`` uses for that method 
 presentation time, dt, learning rate, membrane kicks for eRBP, stochastic synapses with
 ``p_syn`` = 0.65 for peRBP, ...) on ``--samples`` MNIST training digits, for each minibatch size in
 ``--batch`` (samples presented in parallel, weights updated every time step; batch 1 is the pure
-online rule).  ``BP``: one
+online rule), and for peRBP each coin mode in ``--mask-modes`` (``shared``: one coin per synapse
+and step for the whole minibatch; ``per_sample``: one per sample, synapse and step;
+``per_sample_offset``: per-sample coins from far fewer random bytes; the per-sample modes only at
+the smallest minibatch in ``--batch``, as their cost grows with it).  ``BP``: one
 shuffled epoch of Adam on the ReLU MLP of the same shape (:func:`spikejax.erbp.mlp_loss`),
 minibatch ``--bp-batch``, the whole epoch one ``lax.scan``.  Each program is compiled first
 (``compile_s``), then run ``--repeats`` times; medians of wall and process CPU time are
@@ -51,6 +54,8 @@ def _parse(argv=None):
     ap.add_argument("--samples", type=int, default=None, help="eRBP training samples timed per call (default 2000)")
     ap.add_argument("--batch", default=None, help="comma-separated eRBP minibatch sizes (default 100,10)")
     ap.add_argument("--methods", default="erbp,perbp", help="comma-separated spiking methods (erbp, perbp)")
+    ap.add_argument("--mask-modes", default="shared",
+                    help="comma-separated peRBP coin modes (shared, per_sample, per_sample_offset; see spikejax.erbp)")
     ap.add_argument("--bp-batch", type=int, default=100, help="BP minibatch size")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (default 2)")
     return ap.parse_args(argv)
@@ -87,10 +92,13 @@ def main(argv=None):
     out = {"benchmark": "bench_erbp", "quick": bool(args.quick), "arch": "-".join(map(str, sizes)), "machine": C.machine_info()}
     out["erbp_configs"] = {}
     out["erbp"] = []
-    for method in args.methods.split(","):
-        ecfg = X.erbp_config(cfg, sizes, method)
-        out["erbp_configs"][method] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()}
-        for bs in (int(b) for b in batches.split(",")):
+    runs = [(m, mm) for m in args.methods.split(",") for mm in (args.mask_modes.split(",") if m == "perbp" else ["shared"])]
+    for method, mask_mode in runs:
+        ecfg = X.erbp_config(dict(cfg, mask_mode=mask_mode), sizes, method)
+        out["erbp_configs"][method if mask_mode == "shared" else f"{method}-{mask_mode}"] = {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()}
+        sizes_b = [int(b) for b in batches.split(",")]
+        for bs in (sizes_b if mask_mode == "shared" else [min(sizes_b)]):
             n = samples - samples % bs
             xs, ys = x[:n], y[:n]
             params = erbp.init_erbp(key, ecfg)
@@ -99,12 +107,12 @@ def main(argv=None):
             compiled = ep.lower(params, xs, ys, key, 1.0).compile()
             comp = time.perf_counter() - t0
             r = _timed(lambda: compiled(params, xs, ys, key, 1.0), repeats)
-            row = dict(method=method, batch_size=bs, samples=n, steps_per_sample=ecfg.n_train_steps, compile_s=comp, **r)
+            row = dict(method=method, mask_mode=mask_mode if method == "perbp" else "-", batch_size=bs, samples=n, steps_per_sample=ecfg.n_train_steps, compile_s=comp, **r)
             row["samples_per_s"] = n / r["wall_s"]
             row["samples_per_cpu_s"] = n / r["cpu_s"]
             row["epoch_s"] = int(x.shape[0]) / row["samples_per_s"]
             out["erbp"].append(row)
-            print(f"{method} batch {bs}: {row['samples_per_s']:.0f} samples/s (wall {r['wall_s']:.2f} s, load {r['load1_before']})", flush=True)
+            print(f"{method} ({mask_mode}) batch {bs}: {row['samples_per_s']:.0f} samples/s (wall {r['wall_s']:.2f} s, load {r['load1_before']})", flush=True)
 
     n_all = int(x.shape[0]) - int(x.shape[0]) % args.bp_batch
     opt = optax.adam(cfg["bp_lr"])
@@ -140,13 +148,13 @@ def main(argv=None):
     out["description"] = (f"{out['arch']}, training on {samples} MNIST digits per timed call (one jitted epoch "
                           f"program), median of {repeats} calls; BP: one epoch of Adam on all {n_all} digits; "
                           f"1-minute load average before the timed calls in the last column")
-    head = ["method", "minibatch", "steps / sample", "samples / s", "samples / CPU s", f"s / epoch ({int(x.shape[0])} digits)",
+    head = ["method", "coins", "minibatch", "steps / sample", "samples / s", "samples / CPU s", f"s / epoch ({int(x.shape[0])} digits)",
             "BP / this (wall)", "compile s", "load avg (1 min)"]
-    rows = [[X._NAMES[r["method"]], r["batch_size"], r["steps_per_sample"], f"{r['samples_per_s']:.0f}",
+    rows = [[X._NAMES[r["method"]], r.get("mask_mode", "-"), r["batch_size"], r["steps_per_sample"], f"{r['samples_per_s']:.0f}",
              f"{r['samples_per_cpu_s']:.0f}", f"{r['epoch_s']:.0f}", f"{r['bp_over_erbp']:.0f}x", f"{r['compile_s']:.1f}",
              f"{min(r['load1_before']):.1f}-{max(r['load1_before']):.1f}"] for r in out["erbp"]]
     b = out["bp"]
-    rows.append(["BP (non-spiking)", b["batch_size"], "-", f"{b['samples_per_s']:.0f}", f"{b['samples_per_cpu_s']:.0f}",
+    rows.append(["BP (non-spiking)", "-", b["batch_size"], "-", f"{b['samples_per_s']:.0f}", f"{b['samples_per_cpu_s']:.0f}",
                  f"{int(x.shape[0]) / b['samples_per_s']:.1f}", "1x", f"{b['compile_s']:.1f}",
                  f"{min(b['load1_before']):.1f}-{max(b['load1_before']):.1f}"])
     out["markdown"] = C.markdown_table(head, rows)

@@ -184,7 +184,7 @@ def build() -> str:
     _embedded(out, "Vmapped hyperparameter sweep vs one configuration after another (issue 8)", "bench_sweep.json",
               "python benchmarks/bench_sweep.py --json benchmarks/results/bench_sweep.json")
     _embedded(out, "eRBP training throughput (issue 5)", "bench_erbp.json",
-              "python benchmarks/bench_erbp.py --json benchmarks/results/bench_erbp.json")
+              "python benchmarks/bench_erbp.py --mask-modes shared,per_sample,per_sample_offset --json benchmarks/results/bench_erbp.json")
     _embedded(out, "Whetstone CNN training step: convolution implementation x scanned epoch or one call per step (issue 4)",
               "bench_whetstone_conv.json", "python benchmarks/bench_whetstone_conv.py --json benchmarks/results/bench_whetstone_conv.json")
     dropout_section(out)
