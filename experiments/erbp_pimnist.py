@@ -42,8 +42,11 @@ the per-row run logs and learning curves) is recorded in ``experiments/erbp_pimn
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
+import zlib
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -169,8 +172,6 @@ def reanalyse(path) -> dict:
     no re-training, no new measurement) and replace the file's SynOps claims with the current ones.
     ``python -m experiments.erbp_pimnist --reanalyse results/erbp_pimnist-*-erbp.json ...``"""
     import datetime
-    import json
-    from pathlib import Path
 
     from spikejax.experiment import atomic_write_json
     from spikejax.synops import earliest_decision
@@ -193,8 +194,6 @@ def reevaluate(path, overrides: list[str]) -> dict:
     ``test_noise``, ...; typed as ``--set`` does), on the split it was evaluated on (validation if it ran with ``val``), with the run's own
     evaluation key; nothing is trained.  ``python -m experiments.erbp_pimnist --reevaluate
     RESULTS_JSON t_test=0.25``."""
-    import json
-    from pathlib import Path
 
     path = Path(path)
     rec = json.loads(path.read_text())
@@ -626,8 +625,6 @@ def ci_table(results_dir="results", level: float = 0.95) -> str:
     """Markdown table of every committed PI-MNIST row: test error, its exact binomial confidence
     interval over the test set (:func:`spikejax.metrics.error_rate_ci`), the seed's number and
     whether that number lies inside the interval.  ``python -m experiments.erbp_pimnist --ci``."""
-    import json
-    from pathlib import Path
 
     from spikejax.metrics import error_rate_ci
 
@@ -663,6 +660,61 @@ def ci_table(results_dir="results", level: float = 0.95) -> str:
     return "\n".join(lines)
 
 
+# Search space of :func:`tune` (CONFIG keys; each trial trains on the validation split only)
+TUNE_SPACE = {
+    "lr": ("float", 1e-3, 1e-2, True),
+    "lr_decay": ("float", 0.5, 0.9, False),
+    "gate_low": ("float", -4.0, -0.3, False),
+    "gate_high": ("float", 0.3, 3.0, False),
+    "t_ref": ("float", 1e-3, 4e-3, False),
+    "feedback_std_weight": ("float", 1.0, 50.0, True),
+    "init_std_weight": ("float", 1.0, 50.0, True),
+}
+# the fixed protocol of the one-at-a-time lever checks (tuning log): 5 epochs on 55k digits, 5k validation
+TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5, "lr_decay": 0.7}
+
+
+def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print):
+    """Bayesian optimisation (Optuna TPE via :class:`spikejax.tuning.BatchTuner`) of the spiking
+    training hyperparameters in :data:`TUNE_SPACE`, minimising the **validation** error of the
+    protocol :data:`TUNE_PROTOCOL` (plus ``overrides``); the test set is never read.  The first
+    trial of a new study is the protocol's own setting, as the reference.  The study lives in
+    ``storage`` (a journal ``.jsonl`` file): rerunning the command continues it (an interrupted
+    trial resumes from its checkpoint).  ``python -m experiments.erbp_pimnist --tune 30
+    --storage results/erbp_tune-784-100-10-perbp.jsonl``.  Returns the trials as rows."""
+    from spikejax.experiment import run_experiment
+    from spikejax.tuning import BatchTuner, Float
+
+    import experiments.erbp_pimnist as mod
+
+    base = dict(TUNE_PROTOCOL, **(overrides or {}))
+    unknown = sorted(set(base) - set(CONFIG))
+    if unknown:
+        raise ValueError(f"tune: unknown config key(s) {unknown}")
+    space = {k: Float(lo, hi, log=lg) for k, (_, lo, hi, lg) in TUNE_SPACE.items() if k not in (overrides or {})}
+    name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
+    tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",))
+    if not tuner.study.trials:
+        ref = dict(CONFIG, **base)
+        tuner.study.enqueue_trial({k: float(ref[k]) for k in space})
+    done = len(tuner.completed())
+
+    def evaluate(hp):
+        params = {k: float(np.asarray(v)[0]) for k, v in hp.items()}
+        cfgset = dict(base, **params)
+        ovr = [f"{k}={v}" for k, v in cfgset.items()]
+        path = run_experiment(mod, overrides=ovr, out_dir=Path(work_dir) / f"trial-{zlib.crc32(' '.join(ovr).encode()):08x}", quiet=True)
+        m = json.loads(Path(path).read_text())["metrics"]
+        log(f"trial: val error {m['val_err_pct']:.2f}% with " + ", ".join(f"{k}={v:.4g}" for k, v in params.items()))
+        return {"val_err_pct": np.array([m["val_err_pct"]]), "train_time_s": np.array([m["train_time_s"]])}
+
+    tuner.run(evaluate, max(0, int(n_trials) - done), 1)
+    rows = tuner.table()
+    best = min((r for r in rows if r["values"]), key=lambda r: r["values"][0])
+    log(f"{len(tuner.completed())} trials; best validation error {best['values'][0]:.2f}% (trial {best['number']}): {best['params']}")
+    return rows
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -672,10 +724,18 @@ if __name__ == "__main__":
     g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
     g.add_argument("--reevaluate", nargs="+", metavar="RESULTS_JSON [KEY=VALUE ...]", help="test saved weights again (see reevaluate)")
     g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
+    g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
+    ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
     a = ap.parse_args()
-    if a.ci:
+    if a.tune is not None:
+        from spikejax.experiment import parse_overrides
+
+        ov = {k: v for k, v in parse_overrides(CONFIG, a.overrides).items() if k in {o.split("=", 1)[0] for o in a.overrides}}
+        tune(a.tune, a.storage, ov)
+    elif a.ci:
         print(ci_table())
     elif a.reanalyse:
         for f in a.reanalyse:

@@ -2,6 +2,8 @@
 blank-out gating of updates, online learning with batch size 1, SynOps accounting, input checks,
 and the non-spiking baselines."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -539,3 +541,26 @@ def test_result_tag_keeps_study_runs_off_the_row_files():
     assert X.result_tag(dict(row, val=5000)) == "784-500-10-perbp-val5000"
     assert X.result_tag(dict(row, seed=1)) == "784-500-10-perbp-seed1"
     assert X.result_tag(dict(row, val=5000, seed=2)) == "784-500-10-perbp-val5000-seed2"
+
+
+def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path):
+    """erbp_pimnist.tune: the first trial of a new study is the protocol's own setting (the
+    reference), every trial is scored on the validation split, and running the command again
+    continues the stored study (trial numbers go on) instead of starting over."""
+    from experiments import erbp_pimnist as X
+
+    ov = dict(dataset="digits", val=300, epochs=1, t_train=0.02, t_burnin=0.005, t_test=0.02, input_threshold=0.3, eval_batch=300)
+    store = tmp_path / "study.jsonl"
+    rows = X.tune(1, store, ov, work_dir=tmp_path / "w", log=lambda *_: None)
+    assert len(rows) == 1 and rows[0]["state"] == "COMPLETE"
+    ref = {**X.CONFIG, **X.TUNE_PROTOCOL, **ov}
+    assert rows[0]["params"] == pytest.approx({k: ref[k] for k in X.TUNE_SPACE})
+    # its value is the validation error of that configuration run directly
+    res = json.loads(next((tmp_path / "w").rglob("*.json")).read_text())
+    assert res["metrics"]["n_val"] == 300 and "test_err_pct" not in res["metrics"]
+    assert rows[0]["values"][0] == pytest.approx(res["metrics"]["val_err_pct"])
+    rows = X.tune(2, store, ov, work_dir=tmp_path / "w", log=lambda *_: None)
+    assert [r["number"] for r in rows] == [0, 1] and all(r["state"] == "COMPLETE" for r in rows)
+    assert rows[1]["params"] != rows[0]["params"]
+    with pytest.raises(ValueError, match="unknown config key"):
+        X.tune(1, store, {"no_such_key": 1})
