@@ -712,7 +712,39 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     rows = tuner.table()
     best = min((r for r in rows if r["values"]), key=lambda r: r["values"][0])
     log(f"{len(tuner.completed())} trials; best validation error {best['values'][0]:.2f}% (trial {best['number']}): {best['params']}")
+    png = plot_tune(rows, Path(str(storage)).with_suffix(".png"), title=name)
+    log(f"wrote {png}")
     return rows
+
+
+def plot_tune(rows, path, title=""):
+    """Validation error of every trial of a :func:`tune` study and the best so far, with the
+    reference (trial 0, the protocol's setting) as a line; PNG written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spikejax.experiment import atomic_write_bytes
+
+    done = sorted((r for r in rows if r["values"]), key=lambda r: r["number"])
+    n = [r["number"] for r in done]
+    v = np.array([r["values"][0] for r in done])
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(n, v, "o", ms=4, color="#7f7f7f", label="trial")
+    ax.plot(n, np.minimum.accumulate(v), "-", color="#1f4e79", label="best so far")
+    if done and done[0]["number"] == 0:
+        ax.axhline(v[0], color="#c0504d", ls="--", lw=1, label=f"reference (trial 0): {v[0]:.2f}%")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation error (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 if __name__ == "__main__":

@@ -562,5 +562,6 @@ def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path)
     rows = X.tune(2, store, ov, work_dir=tmp_path / "w", log=lambda *_: None)
     assert [r["number"] for r in rows] == [0, 1] and all(r["state"] == "COMPLETE" for r in rows)
     assert rows[1]["params"] != rows[0]["params"]
+    assert (tmp_path / "study.png").stat().st_size > 0
     with pytest.raises(ValueError, match="unknown config key"):
         X.tune(1, store, {"no_such_key": 1})
