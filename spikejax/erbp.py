@@ -261,9 +261,7 @@ def check_params(cfg: ERBPConfig, params: ERBPParams) -> ERBPParams:
 def coins(key, shape, p, dtype=jnp.float32):
     """Bernoulli(p) transmission mask with 8-bit resolution (four coins per 32 random bits; p is
     rounded to a multiple of 1/256, e.g. 0.65 -> 166/256 = 0.648; NSAT uses 4 bits)."""
-    n = int(np.prod(shape))
-    bits = jax.random.bits(key, ((n + 3) // 4,), jnp.uint32)
-    u = lax.bitcast_convert_type(bits, jnp.uint8).reshape(-1)[:n].reshape(shape)
+    u = _bytes(key, int(np.prod(shape))).reshape(shape)
     thr = jnp.uint32(min(int(round(float(p) * 256.0)), 256))
     return (u.astype(jnp.uint32) < thr).astype(dtype)
 
