@@ -733,14 +733,20 @@ def plot_tune(rows, path, title=""):
     n = [r["number"] for r in done]
     v = np.array([r["values"][0] for r in done])
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot(n, v, "o", ms=4, color="#7f7f7f", label="trial")
+    top = 2.0 * float(np.median(v)) if len(v) else 1.0  # far-off trials are drawn at the top edge
+    off = v > top
+    ax.plot(np.asarray(n)[~off], v[~off], "o", ms=4, color="#7f7f7f", label="trial")
+    if off.any():
+        ax.plot(np.asarray(n)[off], np.full(int(off.sum()), top), "^", ms=5, color="#7f7f7f",
+                label=f"trial above {top:.1f}% (off scale)")
     ax.plot(n, np.minimum.accumulate(v), "-", color="#1f4e79", label="best so far")
     if done and done[0]["number"] == 0:
         ax.axhline(v[0], color="#c0504d", ls="--", lw=1, label=f"reference (trial 0): {v[0]:.2f}%")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation error (%)")
+    ax.set_ylim(top=top * 1.03)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
     plt.close(fig)
