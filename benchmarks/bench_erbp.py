@@ -92,12 +92,12 @@ def main(argv=None):
     out = {"benchmark": "bench_erbp", "quick": bool(args.quick), "arch": "-".join(map(str, sizes)), "machine": C.machine_info()}
     out["erbp_configs"] = {}
     out["erbp"] = []
+    sizes_b = [int(b) for b in batches.split(",")]
     runs = [(m, mm) for m in args.methods.split(",") for mm in (args.mask_modes.split(",") if m == "perbp" else ["shared"])]
     for method, mask_mode in runs:
         ecfg = X.erbp_config(dict(cfg, mask_mode=mask_mode), sizes, method)
         out["erbp_configs"][method if mask_mode == "shared" else f"{method}-{mask_mode}"] = {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(ecfg).items()}
-        sizes_b = [int(b) for b in batches.split(",")]
         for bs in (sizes_b if mask_mode == "shared" else [min(sizes_b)]):
             n = samples - samples % bs
             xs, ys = x[:n], y[:n]

@@ -57,6 +57,7 @@ from spikejax import erbp
 from spikejax.data import epoch_batches, load_dataset, take_batch
 from spikejax.synops import DEFAULT_PJ_PER_SYNOP, mac_count
 from spikejax.training import fit_classifier
+from spikejax.tuning import Float
 
 ARCHS = ("784-100-10", "784-200-10", "784-500-10", "784-200-200-10", "784-500-500-10")
 METHODS = ("erbp", "perbp", "rbp", "bp")
@@ -82,7 +83,7 @@ CONFIG = dict(
     gate_low=-1.15,
     gate_high=1.15,
     p_syn=0.65,  # used by method=perbp only
-    mask_mode="shared",  # peRBP coins: "shared" = one per (synapse, step) for the whole minibatch; "per_sample" = one per (sample, synapse, step), exact at any minibatch
+    mask_mode="shared",  # peRBP training coins (spikejax.erbp): "shared" by the minibatch, "per_sample", or "per_sample_offset" (per-sample, cheaper)
     test_noise=True,  # eRBP: membrane noise kicks also while testing (Auryn); False = noise only while training
     perbp_test="stochastic",  # peRBP test presentations: "stochastic" synapses (Auryn) or "mean" (weights x p_syn)
     noise_std=None,  # membrane kick size; None = NOISE_STD[method] (eRBP 0.2, peRBP 0; chosen on the validation split)
@@ -662,13 +663,13 @@ def ci_table(results_dir="results", level: float = 0.95) -> str:
 
 # Search space of :func:`tune` (CONFIG keys; each trial trains on the validation split only)
 TUNE_SPACE = {
-    "lr": ("float", 1e-3, 1e-2, True),
-    "lr_decay": ("float", 0.5, 0.9, False),
-    "gate_low": ("float", -4.0, -0.3, False),
-    "gate_high": ("float", 0.3, 3.0, False),
-    "t_ref": ("float", 1e-3, 4e-3, False),
-    "feedback_std_weight": ("float", 1.0, 50.0, True),
-    "init_std_weight": ("float", 1.0, 50.0, True),
+    "lr": Float(1e-3, 1e-2, log=True),
+    "lr_decay": Float(0.5, 0.9),
+    "gate_low": Float(-4.0, -0.3),
+    "gate_high": Float(0.3, 3.0),
+    "t_ref": Float(1e-3, 4e-3),
+    "feedback_std_weight": Float(1.0, 50.0, log=True),
+    "init_std_weight": Float(1.0, 50.0, log=True),
 }
 # the fixed protocol of the one-at-a-time lever checks (tuning log): 5 epochs on 55k digits, 5k validation
 TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5, "lr_decay": 0.7}
@@ -683,7 +684,7 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     trial resumes from its checkpoint).  ``python -m experiments.erbp_pimnist --tune 30
     --storage results/erbp_tune-784-100-10-perbp.jsonl``.  Returns the trials as rows."""
     from spikejax.experiment import run_experiment
-    from spikejax.tuning import BatchTuner, Float
+    from spikejax.tuning import BatchTuner
 
     import experiments.erbp_pimnist as mod
 
@@ -691,7 +692,7 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     unknown = sorted(set(base) - set(CONFIG))
     if unknown:
         raise ValueError(f"tune: unknown config key(s) {unknown}")
-    space = {k: Float(lo, hi, log=lg) for k, (_, lo, hi, lg) in TUNE_SPACE.items() if k not in (overrides or {})}
+    space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
     name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
     tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",))
     if not tuner.study.trials:
