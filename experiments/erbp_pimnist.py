@@ -92,8 +92,12 @@ CONFIG = dict(
     bias=0.0,
     init_std_weight=7.0,  # forward init U(+-sqrt(init_std_weight / (n_pre + n_post))) (Auryn: 7)
     feedback_std_weight=7.0,  # feedback init U(+-sqrt(feedback_std_weight / (n_out + n_hidden))), centred
+    input_code="binary",  # "binary" (regular 250 Hz above input_threshold), "poisson", or "srm0" (Auryn's graded escape-noise input)
     input_threshold=0.43,
     input_rate=250.0,
+    input_scale=0.5,  # "srm0" only: pixel current (x - input_threshold) * input_scale (Auryn's input_scale)
+    input_t_ref=4e-3,  # "srm0" only: input dead time (Auryn: 4 ms)
+    blank_updates=True,  # peRBP: blanked-out events also teach nothing (papers.md 2.1); False = Auryn's MLP connection
     label_rate=250.0,
     eval_batch=1000,
     pj_per_synop=DEFAULT_PJ_PER_SYNOP,
@@ -308,8 +312,12 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         noise_rate=cfg["noise_rate"],
         t_ref=cfg["t_ref"],
         bias=cfg["bias"],
+        input_code=cfg["input_code"],
         input_threshold=cfg["input_threshold"],
         input_rate=cfg["input_rate"],
+        input_scale=cfg["input_scale"],
+        input_t_ref=cfg["input_t_ref"],
+        blank_updates=bool(cfg["blank_updates"]),
         label_rate=cfg["label_rate"],
         init_std_weight=cfg["init_std_weight"],
         feedback_std_weight=cfg["feedback_std_weight"],

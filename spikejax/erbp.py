@@ -43,7 +43,18 @@ emitted at step ``t`` drives the next layer at ``t + 1``).  Each minibatch start
 Input: ``input_code="binary"`` (default) follows the reading of Auryn's SRM0 input in papers.md
 2.2: pixels above ``input_threshold`` fire regular trains at ``input_rate`` (random phase per
 sample and pixel), the rest are silent.  ``"poisson"``: Bernoulli spikes with rate
-``input_rate * x``.  Labels fire regular trains at ``label_rate`` during training only.
+``input_rate * x``.  ``"srm0"``: Auryn's escape-noise input neuron as its MNIST scripts drive it
+(``SRM0Group`` fed by ``PatternStimulator``, which scales the pixel current by the 0.1 ms time
+step): hazard ``h(x) = 100 Hz * exp(((x - input_threshold) * input_scale - 0.1) / 0.05)`` for
+``x > 0`` (0 for ``x = 0``) with a dead time of ``input_t_ref`` after each spike, so the rates
+are graded (about 235 Hz at x = 1, 25 Hz at 0.5, 4 Hz at 0.3 with Auryn's 0.43 / 0.5 / 4 ms) and
+irregular; see :func:`srm0_hazard`.  Labels fire regular trains at ``label_rate`` during training
+only.
+
+Learning under blank-out: ``blank_updates=True`` (default) blanks the update together with the
+transmission (papers.md 2.1, Auryn's ``peRBPConnection``); ``False`` transmits with the coin but
+learns on every presynaptic spike, as the connection class of Auryn's MLP program
+(``modulatedVmPlasticConnection`` in ``exp_rbp_dual.cpp``) does.
 
 Noise: ``noise_std > 0`` with ``noise_rate > 0`` is Auryn's ``PoissonStimulator``: each step every
 hidden and output membrane receives ``Poisson(noise_rate * dt)`` kicks of size ``noise_std`` (1 kHz,
@@ -88,6 +99,7 @@ __all__ = [
     "check_params",
     "centred_feedback",
     "coins",
+    "srm0_hazard",
     "offset_coins",
     "init_state",
     "present",
@@ -144,6 +156,9 @@ class ERBPConfig:
     input_code: str = "binary"
     input_rate: float = 250.0
     input_threshold: float = 0.43
+    input_scale: float = 0.5  # "srm0": pixel current (x - input_threshold) * input_scale
+    input_t_ref: float = 4e-3  # "srm0": dead time of the input neurons
+    blank_updates: bool = True  # peRBP: a blanked-out event also teaches nothing (False: learns anyway)
     label_rate: float = 250.0
     # initialisation: U(+-sqrt(std_weight / (n_pre + n_post)))
     init_std_weight: float = 7.0
@@ -157,10 +172,10 @@ class ERBPConfig:
         object.__setattr__(self, "gate", check_gate(self.gate))
         check_probability("p_syn (synaptic transmission probability)", self.p_syn)
         check_choice("mask_mode", self.mask_mode, {"shared", "per_sample", "per_sample_offset"})
-        check_choice("input_code", self.input_code, {"binary", "poisson"})
+        check_choice("input_code", self.input_code, {"binary", "poisson", "srm0"})
         for name in ("dt", "t_train", "t_test", "tau_mem", "tau_syn", "tau_dend", "v_th", "err_threshold"):
             check_positive(name, getattr(self, name))
-        for name in ("t_burnin", "t_ref", "lr", "noise_std", "noise_rate", "input_rate", "label_rate", "init_std_weight", "feedback_std_weight"):
+        for name in ("t_burnin", "t_ref", "lr", "noise_std", "noise_rate", "input_rate", "label_rate", "init_std_weight", "feedback_std_weight", "input_scale", "input_t_ref"):
             check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("input_rate", "label_rate"):
             if getattr(self, name) * self.dt > 1.0:
@@ -208,6 +223,7 @@ class ERBPState(NamedTuple):
     layers: tuple  # TwoCompartmentState per layer (hidden..., output), [B, n]
     spikes: tuple  # last step's spikes per layer, [B, n]
     err: ErrorState
+    inp: Array | None = None  # input_code="srm0": steps of dead time left per input neuron, [B, n_in]
 
 
 def centred_feedback(g):
@@ -311,10 +327,38 @@ def init_state(cfg: ERBPConfig, batch: int, dtype=jnp.float32) -> ERBPState:
     return ERBPState(layers, spikes, ErrorState(z, z, z, z))
 
 
+# Auryn's SRM0Group constants (papers.md 2.2): rho0, threshold, escape-noise width
+SRM0_RHO0, SRM0_THETA, SRM0_DELTA_U = 100.0, 0.1, 0.05
+
+
+def srm0_hazard(x, threshold: float = 0.43, scale: float = 0.5):
+    """Hazard (Hz) of Auryn's SRM0 input neuron for pixel values ``x`` in [0, 1] as Neftci's MNIST
+    scripts drive it: ``PatternStimulator`` sets the background current to ``(x - threshold) * 1e4 *
+    scale`` times the 0.1 ms time step, i.e. ``(x - threshold) * scale``, and ``x = 0`` to a current
+    that silences the neuron; the membrane stays at rest (no synaptic input), so the hazard is
+    ``rho0 * exp((bg - theta) / delta_u)``.  With a dead time ``t_ref`` the rate is ``h / (1 + h t_ref)``."""
+    x = jnp.asarray(x)
+    bg = (x - threshold) * scale
+    h = SRM0_RHO0 * jnp.exp((bg - SRM0_THETA) / SRM0_DELTA_U)
+    return jnp.where(x > 0, h, jnp.zeros((), h.dtype))
+
+
+def _n_input_ref(cfg) -> int:
+    return max(1, int(round(cfg.input_t_ref / cfg.dt)))
+
+
 def _encoder(cfg, x, key):
-    """Per-presentation input code: (spike probability per step [B, n], phase [B, n])."""
+    """Per-presentation input code: (spike probability per step [B, n], phase [B, n]); for
+    ``"srm0"`` the second entry is the stationary probability of being in the dead time."""
     x = jnp.asarray(x)
     rate_dt = jnp.asarray(cfg.input_rate * cfg.dt, x.dtype)
+    if cfg.input_code == "srm0":
+        h = srm0_hazard(x, cfg.input_threshold, cfg.input_scale).astype(x.dtype)
+        p = -jnp.expm1(-h * cfg.dt)
+        # discrete dead-time process: n - 1 blocked steps after a spike, then Bernoulli(p) each step
+        n = _n_input_ref(cfg)
+        blocked = (n - 1) * p
+        return p, blocked / (blocked + 1.0)
     if cfg.input_code == "binary":
         p = jnp.where(x > cfg.input_threshold, rate_dt, jnp.zeros((), x.dtype))
     else:
@@ -322,16 +366,41 @@ def _encoder(cfg, x, key):
     return p, jax.random.uniform(key, x.shape, x.dtype)
 
 
+def _input_state(cfg, enc, key):
+    """``"srm0"``: dead time left at the start of a presentation, drawn from the stationary
+    distribution (blocked with the stationary probability, then at a uniform one of the n - 1
+    blocked steps of an interval), so
+    the inputs do not all fire together at the first step; ``None`` for the stateless codes."""
+    if cfg.input_code != "srm0":
+        return None
+    n = _n_input_ref(cfg)
+    p, q = enc
+    k1, k2 = jax.random.split(key)
+    if n == 1:
+        return jnp.zeros_like(p)
+    # a counter of 2..n at the start of a step blocks it (it counts down first); each of the n - 1
+    # blocked steps of an interval is equally likely
+    left = jax.random.randint(k2, p.shape, 2, n + 1).astype(p.dtype)
+    return jnp.where(jax.random.uniform(k1, p.shape, p.dtype) < q, left, jnp.zeros((), p.dtype))
+
+
 def _regular(p, phase, t):
     tf = jnp.asarray(t, p.dtype)
     return (jnp.floor((tf + 1.0) * p + phase) > jnp.floor(tf * p + phase)).astype(p.dtype)
 
 
-def _input_spikes(cfg, enc, t, key):
+def _input_spikes(cfg, enc, t, key, ref=None):
+    """Input spikes of step ``t`` and the new input state (dead time left, ``"srm0"`` only).  SRM0
+    as in Auryn: the dead-time counter counts down first, a spike needs it at zero and restarts it
+    at ``n`` (so inter-spike intervals are ``n - 1`` blocked steps plus a geometric wait)."""
     p, phase = enc
     if cfg.input_code == "binary":
-        return _regular(p, phase, t)
-    return jax.random.bernoulli(key, p).astype(p.dtype)
+        return _regular(p, phase, t), ref
+    if cfg.input_code == "srm0":
+        ref = jnp.maximum(ref - 1.0, 0.0)
+        s = ((ref == 0) & jax.random.bernoulli(key, p)).astype(p.dtype)
+        return s, jnp.where(s > 0, jnp.asarray(_n_input_ref(cfg), p.dtype), ref)
+    return jax.random.bernoulli(key, p).astype(p.dtype), ref
 
 
 def _poisson_counts(key, lam: float, shape, dtype):
@@ -360,8 +429,9 @@ def _error_step(v, drive, theta):
     return v, z
 
 
-def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_scale=1.0):
-    """One time step of the whole network (all layers, error neurons, plasticity)."""
+def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_scale=1.0, record: bool = False):
+    """One time step of the whole network (all layers, error neurons, plasticity).  With ``record``
+    the outputs also hold this step's input spikes."""
     ws, st = carry
     t, key = xs
     model, nparams = _neuron(cfg)
@@ -371,7 +441,7 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
     k_in, k_noise, k_mask = jax.random.split(key, 3)
     mask_keys = jax.random.split(k_mask, L)
 
-    s_in = _input_spikes(cfg, enc, t, k_in)
+    s_in, inp = _input_spikes(cfg, enc, t, k_in, st.inp)
     pres = (s_in,) + st.spikes[:-1]  # each layer sees last step's spikes of the layer below
     err_diff = st.err.z_pos - st.err.z_neg  # [B, n_out]
     stochastic = cfg.p_syn < 1.0 and (train or cfg.stochastic_test)
@@ -406,7 +476,9 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
             x_dend = cfg.w_err_out * err_diff
         if learn:
             # three-factor update on this step's presynaptic spikes: pre x boxcar(I_syn) x U
-            _, dw = rule.step(empty, pre, None, ns.u, dt=cfg.dt, post_value=boxcar_gate(ns.i, lo, hi), mask=mask)
+            _, dw = rule.step(
+                empty, pre, None, ns.u, dt=cfg.dt, post_value=boxcar_gate(ns.i, lo, hi), mask=mask if cfg.blank_updates else None
+            )
             w = w + lr_scale * dw
         np_l = nparams
         noisy = cfg.noise_std > 0 and (train or cfg.test_noise)
@@ -431,8 +503,10 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
     drive = cfg.w_label_err * s_lab - cfg.w_out_err * z_out_prev
     v_pos, z_pos = _error_step(st.err.v_pos, drive, cfg.err_threshold)
     v_neg, z_neg = _error_step(st.err.v_neg, -drive, cfg.err_threshold)
-    new_st = ERBPState(tuple(new_layers), tuple(new_spikes), ErrorState(v_pos, v_neg, z_pos, z_neg))
+    new_st = ERBPState(tuple(new_layers), tuple(new_spikes), ErrorState(v_pos, v_neg, z_pos, z_neg), inp)
     out = (new_spikes[-1], new_layers[-1].i, synops)
+    if record:
+        out = out + (s_in,)
     return (tuple(new_ws), new_st), out
 
 
@@ -465,21 +539,20 @@ def present(
     x = x.astype(dtype)
     k_enc, k_lab, k_run = jax.random.split(key, 3)
     enc = _encoder(cfg, x, k_enc)
+    inp0 = _input_state(cfg, enc, k_enc)
     lab = _label_code(cfg, labels, k_lab, dtype) if train else None
     T = cfg.n_train_steps if train else cfg.n_test_steps
     nb = cfg.n_burnin_steps if train else T
     ts = jnp.arange(T, dtype=jnp.int32)
     keys = jax.random.split(k_run, T)
-    carry = (tuple(params.w), init_state(cfg, B, dtype))
+    carry = (tuple(params.w), init_state(cfg, B, dtype)._replace(inp=inp0))
 
     def body(learn):
         def f(c, xs):
-            c, out = _step(cfg, params.g, c, xs, enc=enc, lab=lab, learn=learn, train=train, lr_scale=lr_scale)
+            c, out = _step(cfg, params.g, c, xs, enc=enc, lab=lab, learn=learn, train=train, lr_scale=lr_scale, record=record)
             if record:
                 (_, st) = c
-                t, k = xs
-                s_in = _input_spikes(cfg, enc, t, jax.random.split(k, 3)[0])
-                out = out + (s_in, st.spikes, st.err.z_pos, st.err.z_neg)
+                out = out + (st.spikes, st.err.z_pos, st.err.z_neg)
             return c, out
 
         return f

@@ -177,6 +177,68 @@ def test_perbp_updates_only_on_transmitted_events(key, mask_mode):
     np.testing.assert_array_equal(np.asarray(ws0[0]), np.asarray(params.w[0]))
 
 
+def test_perbp_without_blanked_updates_learns_on_every_event(key):
+    """``blank_updates=False`` (Auryn's MLP connection): the coin still gates the transmission,
+    but the update is the one every presynaptic spike makes without blank-out (the eRBP update)."""
+    cfg = ERBPConfig(sizes=(6, 11, 3), p_syn=0.5, blank_updates=False)
+    params, st, enc, lab, i = _single_step_setup(cfg, key, batch=1)
+    step_key = jax.random.PRNGKey(7)
+    (ws, st2), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), step_key), enc=enc, lab=lab, learn=True, train=True)
+    _, _, k_mask = jax.random.split(step_key, 3)
+    mask = _drawn_mask("shared", jax.random.split(k_mask, 2)[0], params.w[0].shape, 0.5)[0]
+    assert 0.3 < mask.mean() < 0.7
+    dw = np.asarray(ws[0] - params.w[0])
+    inside = np.asarray((i[0] > -1.15) & (i[0] < 1.15))
+    u0 = np.asarray(st.layers[0].u[0])
+    np.testing.assert_allclose(dw[:, inside], np.broadcast_to(cfg.lr * u0[inside], dw[:, inside].shape), rtol=1e-4, atol=1e-7)
+    assert np.all(dw[:, ~inside] == 0)
+    x_soma = np.ones(6, np.float32) @ (np.asarray(params.w[0]) * mask)
+    expect_i = (np.asarray(i[0]) + x_soma) * np.exp(-cfg.dt / cfg.tau_syn)
+    np.testing.assert_allclose(np.asarray(st2.layers[0].i[0]), expect_i, rtol=1e-5, atol=1e-6)
+
+
+def test_srm0_input_follows_auryns_hazard_with_dead_time(key):
+    """Auryn's SRM0 input (papers.md 2.2 with PatternStimulator's time-step scaling): the hazard
+    by hand, h(1) = 100 exp(3.7) Hz, h(0.43) = 100 exp(-2) Hz, h(0) = 0; simulated rates equal
+    the closed form of the discrete dead-time process, 1 / ((n - 1 + 1/p) dt) with
+    p = 1 - exp(-h dt); no interval is shorter than the dead time; and a presentation starts from
+    the stationary state (no burst of every input at the first step)."""
+    h = np.asarray(erbp.srm0_hazard(jnp.array([1.0, 0.43, 0.0, 0.8]), 0.43, 0.5))
+    np.testing.assert_allclose(h[:2], [100 * np.exp(3.7), 100 * np.exp(-2.0)], rtol=1e-5)
+    assert h[2] == 0.0
+    cfg = ERBPConfig(sizes=(6, 5, 2), input_code="srm0")
+    n = 4  # 4 ms at 1 ms
+    xs = jnp.array([0.0, 0.3, 0.5, 0.6, 0.8, 1.0], jnp.float32)
+    B, T = 64, 5000
+    x = jnp.broadcast_to(xs, (B, 6))
+    enc = erbp._encoder(cfg, x, key)
+    ref0 = erbp._input_state(cfg, enc, jax.random.PRNGKey(1))
+
+    def body(ref, k_t):
+        k, t = k_t
+        s, ref = erbp._input_spikes(cfg, enc, t, k, ref)
+        return ref, s
+
+    _, s = jax.lax.scan(body, ref0, (jax.random.split(jax.random.PRNGKey(2), T), jnp.arange(T)))
+    s = np.asarray(s)  # [T, B, 6]
+    p = -np.expm1(-np.asarray(erbp.srm0_hazard(xs)) * cfg.dt)
+    expect = np.where(p > 0, 1.0 / ((n - 1 + 1.0 / np.maximum(p, 1e-30)) * cfg.dt), 0.0)
+    rate = s.mean(axis=(0, 1)) / cfg.dt
+    assert rate[0] == 0.0
+    counts = s.sum(axis=(0, 1))
+    se = np.sqrt(np.maximum(counts, 1)) / (T * B * cfg.dt)  # Poisson bound (dead time only lowers it)
+    assert np.all(np.abs(rate[1:] - expect[1:]) < 4.5 * se[1:] + 1e-9), (rate, expect)
+    assert 240 < rate[-1] < 250 and 20 < rate[2] < 26  # graded: ~249 Hz at x = 1, ~23 Hz at 0.5
+    for b in range(4):  # intervals: never shorter than the dead time
+        idx = np.flatnonzero(s[:, b, -1])
+        assert np.diff(idx).min() >= n
+    # stationary start: the first step fires with the stationary probability, not p
+    x1 = jnp.ones((4000, 1), jnp.float32)
+    enc1 = erbp._encoder(cfg, x1, key)
+    s0, _ = erbp._input_spikes(cfg, enc1, 0, jax.random.PRNGKey(5), erbp._input_state(cfg, enc1, jax.random.PRNGKey(4)))
+    assert abs(float(s0.mean()) - expect[-1] * cfg.dt) < 0.04, float(s0.mean())
+
+
 @pytest.mark.parametrize("mask_mode", ["per_sample", "per_sample_offset"])
 def test_perbp_per_sample_coins_while_training_shared_while_testing(key, mask_mode):
     """Two identical samples: with per-sample coins each draws its own transmission while training
