@@ -139,14 +139,19 @@ PUBLISHED = {
     "784-500-500-10": {"erbp": None, "perbp": 2.02, "rbp": 2.20, "bp": 1.90},
 }
 _NAMES = {"erbp": "eRBP", "perbp": "peRBP", "rbp": "RBP (GPU)", "bp": "BP (GPU)"}
+# peRBP learning as in Auryn's MLP program (blank_updates=False: blanked events still teach);
+# its rows live in their own files (result_tag adds NOBLANK_TAG) beside the blanked-update rows
+NOBLANK_TAG = "-noblank"
+NOBLANK_NAME = "peRBP, Auryn MLP learning (blanked events also teach)"
 
 
-def _claims(arch: str, method: str, epochs: int | None = None) -> list:
+def _claims(arch: str, method: str, epochs: int | None = None, noblank: bool = False) -> list:
     pub = PUBLISHED.get(arch, {}).get(method)
     ep = f", spikejax after {epochs} epochs" if epochs else ""
+    name = NOBLANK_NAME if noblank else _NAMES[method]
     out = [
         {
-            "claim": f"PI-MNIST {arch} {_NAMES[method]} test error (%){ep}",
+            "claim": f"PI-MNIST {arch} {name} test error (%){ep}",
             "published": "n/a (not on the slide)" if pub is None else f"{pub}",
             "metric": "test_err_pct",
             "fmt": ".2f",
@@ -155,14 +160,14 @@ def _claims(arch: str, method: str, epochs: int | None = None) -> list:
     if method in ("erbp", "perbp"):
         out += [
             {
-                "claim": f"{_NAMES[method]} {arch}: SynOps per classification, earliest fixed-length decision with "
+                "claim": f"{name} {arch}: SynOps per classification, earliest fixed-length decision with "
                 "< 5% test error (its step count is in the results file)",
                 "published": "~100k (seed slide 25, eRBP, <5% error)",
                 "metric": "synops.error_below_5pct.mean_synops",
                 "fmt": ".0f",
             },
             {
-                "claim": f"{_NAMES[method]} {arch}: energy per classification at 20 pJ/SynOp, same decision (uJ)",
+                "claim": f"{name} {arch}: energy per classification at 20 pJ/SynOp, same decision (uJ)",
                 "published": "2 uJ (seed slide 25)",
                 "metric": "synops.error_below_5pct.energy_uJ",
                 "fmt": ".2f",
@@ -187,7 +192,8 @@ def reanalyse(path) -> dict:
         raise ValueError(f"{path}: not a spiking (eRBP/peRBP) results file with a SynOps summary")
     m["synops"]["error_below_5pct"] = earliest_decision(m["synops"], max_error=0.05)
     keep = [c for c in rec.get("claims", []) if not c["metric"].startswith("synops.")]
-    rec["claims"] = keep + _claims(m["arch"], m["method"])[1:]
+    noblank = m["method"] == "perbp" and not rec.get("config", {}).get("blank_updates", True)
+    rec["claims"] = keep + _claims(m["arch"], m["method"], noblank=noblank)[1:]
     rec["reanalysed_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(path, rec)
     return m["synops"]["error_below_5pct"]
@@ -232,10 +238,13 @@ CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
 
 
 def result_tag(cfg) -> str:
-    """``<arch>-<method>`` for a table row; a validation run (``val`` > 0) or another training seed
+    """``<arch>-<method>`` for a table row (``-noblank`` added for peRBP with
+    ``blank_updates=False``); a validation run (``val`` > 0) or another training seed
     adds ``-val<N>`` / ``-seed<S>``, so the study commands in RESULTS.md and the tuning log never
     overwrite a committed row's results file."""
     tag = f"{cfg['arch']}-{cfg['method']}"
+    if cfg["method"] == "perbp" and not cfg.get("blank_updates", True):
+        tag += NOBLANK_TAG
     if int(cfg.get("val", 0)) > 0:
         tag += f"-val{int(cfg['val'])}"
     if int(cfg.get("seed", 0)) != 0:
@@ -553,7 +562,7 @@ def run(cfg, ctx):
     sizes = parse_arch(cfg["arch"], train[0].shape[1])
     if val is None:
         test, split = _data(cfg, "test"), "test"
-        CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"])
+        CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"], noblank=method == "perbp" and not cfg["blank_updates"])
     else:  # model selection: the test set is not touched, no claims against the published test errors
         test, split = val, "val"
         CLAIMS[:] = []
@@ -643,8 +652,8 @@ def ci_table(results_dir="results", level: float = 0.95) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for arch in ARCHS:
-        for method in METHODS:
-            f = Path(results_dir) / f"erbp_pimnist-{arch}-{method}.json"
+        for method, tag in [(m, "") for m in METHODS] + [("perbp", NOBLANK_TAG)]:
+            f = Path(results_dir) / f"erbp_pimnist-{arch}-{method}{tag}.json"
             if not f.exists():
                 continue
             m = json.loads(f.read_text())["metrics"]
@@ -663,7 +672,7 @@ def ci_table(results_dir="results", level: float = 0.95) -> str:
                 else:
                     verdict = "missed; seed below the interval"
             lines.append(
-                f"| {arch} | {_NAMES[method]} | {100 * k / n:.2f} ({k}/{n}) | {100 * lo:.2f}-{100 * hi:.2f} | "
+                f"| {arch} | {NOBLANK_NAME if tag else _NAMES[method]} | {100 * k / n:.2f} ({k}/{n}) | {100 * lo:.2f}-{100 * hi:.2f} | "
                 f"{'-' if pub is None else pub} | {diff} | {verdict} |"
             )
     return "\n".join(lines)

@@ -369,8 +369,8 @@ def _encoder(cfg, x, key):
 def _input_state(cfg, enc, key):
     """``"srm0"``: dead time left at the start of a presentation, drawn from the stationary
     distribution (blocked with the stationary probability, then at a uniform one of the n - 1
-    blocked steps of an interval), so
-    the inputs do not all fire together at the first step; ``None`` for the stateless codes."""
+    blocked steps of an interval), so the inputs do not all fire together at the first step;
+    ``None`` for the stateless codes."""
     if cfg.input_code != "srm0":
         return None
     n = _n_input_ref(cfg)

@@ -603,6 +603,11 @@ def test_result_tag_keeps_study_runs_off_the_row_files():
     assert X.result_tag(dict(row, val=5000)) == "784-500-10-perbp-val5000"
     assert X.result_tag(dict(row, seed=1)) == "784-500-10-perbp-seed1"
     assert X.result_tag(dict(row, val=5000, seed=2)) == "784-500-10-perbp-val5000-seed2"
+    # peRBP learning as Auryn's MLP program (blanked events teach): its own row file and claim name
+    assert X.result_tag(dict(row, blank_updates=False)) == "784-500-10-perbp-noblank"
+    assert X.result_tag(dict(row, blank_updates=False, val=5000)) == "784-500-10-perbp-noblank-val5000"
+    assert X.result_tag(dict(row, method="erbp", blank_updates=False)) == "784-500-10-erbp"
+    assert "blanked events also teach" in X._claims("784-500-10", "perbp", noblank=True)[0]["claim"]
 
 
 def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path):
