@@ -82,6 +82,7 @@ CONFIG = dict(
     lr_decay=0.85,  # learning-rate factor per epoch (lr_scale = lr_decay ** epoch); chosen on the validation split
     gate_low=-1.15,
     gate_high=1.15,
+    hidden_gate=None,  # boxcar of the hidden->hidden weights, e.g. "(-25,25)" (Auryn's deep nets); None = the gate above
     p_syn=0.65,  # used by method=perbp only
     mask_mode="shared",  # peRBP training coins (spikejax.erbp): "shared" by the minibatch, "per_sample", or "per_sample_offset" (per-sample, cheaper)
     test_noise=True,  # eRBP: membrane noise kicks also while testing (Auryn); False = noise only while training
@@ -315,6 +316,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         t_test=cfg["t_test"],
         lr=cfg["lr"],
         gate=(cfg["gate_low"], cfg["gate_high"]),
+        hidden_gate=None if cfg["hidden_gate"] is None else tuple(cfg["hidden_gate"]),
         p_syn=cfg["p_syn"] if method == "perbp" else 1.0,
         mask_mode=cfg["mask_mode"],
         noise_std=noise_std(cfg, method),

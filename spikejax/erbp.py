@@ -134,6 +134,7 @@ class ERBPConfig:
     t_burnin: float = 0.02
     lr: float = 6e-4
     gate: tuple = (-1.15, 1.15)
+    hidden_gate: tuple | None = None  # boxcar of the hidden->hidden weights (None: ``gate``); Auryn: (-25, 25)
     p_syn: float = 1.0
     mask_mode: str = "shared"
     stochastic_test: bool = True
@@ -170,6 +171,8 @@ class ERBPConfig:
             raise ValueError(f"sizes must list at least two positive layer widths (input, ..., output), got {self.sizes}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "gate", check_gate(self.gate))
+        if self.hidden_gate is not None:
+            object.__setattr__(self, "hidden_gate", check_gate(self.hidden_gate))
         check_probability("p_syn (synaptic transmission probability)", self.p_syn)
         check_choice("mask_mode", self.mask_mode, {"shared", "per_sample", "per_sample_offset"})
         check_choice("input_code", self.input_code, {"binary", "poisson", "srm0"})
@@ -447,11 +450,11 @@ def _step(cfg, params_g, carry, xs, *, enc, lab, learn: bool, train: bool, lr_sc
     stochastic = cfg.p_syn < 1.0 and (train or cfg.stochastic_test)
     rule = erbp_rule(cfg.lr)
     empty = TraceState(jnp.zeros((0,), dtype), jnp.zeros((0,), dtype), jnp.zeros((0,), dtype))
-    lo, hi = cfg.gate
 
     new_layers, new_spikes, new_ws, synops = [], [], [], jnp.zeros((B,), dtype)
     for l in range(L):
         w, pre, ns = ws[l], pres[l], st.layers[l]
+        lo, hi = cfg.hidden_gate if (cfg.hidden_gate is not None and 0 < l < L - 1) else cfg.gate
         mask = None
         if stochastic:
             if cfg.mask_mode == "shared" or not train:

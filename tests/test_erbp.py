@@ -144,6 +144,37 @@ def test_boxcar_gate_zeroes_updates_outside_its_range(key):
     assert any(float(jnp.max(jnp.abs(a - b))) > 0 for a, b in zip(p.w, p3.w))
 
 
+def test_hidden_gate_applies_to_hidden_to_hidden_weights_only(key):
+    """``hidden_gate`` (Auryn's deep nets leave the hidden->hidden connection ungated): the
+    hidden->hidden update follows it, the input->hidden one keeps ``gate``; a bad pair is refused."""
+    cfg = ERBPConfig(sizes=(6, 7, 5, 3), gate=(-1.15, 1.15), hidden_gate=(-25.0, 25.0))
+    params = erbp.init_erbp(key, cfg)
+    st = erbp.init_state(cfg, 1)
+    lay = list(st.layers)
+    i1 = jnp.linspace(-3.0, 3.0, 7, dtype=jnp.float32)[None, :]
+    i2 = jnp.linspace(-3.0, 3.0, 5, dtype=jnp.float32)[None, :]
+    lay[0] = lay[0]._replace(i=i1, u=jnp.full((1, 7), 0.5, jnp.float32))
+    lay[1] = lay[1]._replace(i=i2, u=jnp.full((1, 5), 0.5, jnp.float32))
+    spikes = (jnp.ones((1, 7), jnp.float32), jnp.zeros((1, 5), jnp.float32), jnp.zeros((1, 3), jnp.float32))
+    st = st._replace(layers=tuple(lay), spikes=spikes)
+    p_in = jnp.full((1, 6), cfg.input_rate * cfg.dt, jnp.float32)
+    enc = (p_in, 1.0 - p_in)
+    lab = (jnp.zeros((1, 3), jnp.float32), jnp.zeros((1, 3), jnp.float32))
+    (ws, _), _ = erbp._step(cfg, params.g, (params.w, st), (jnp.int32(0), key), enc=enc, lab=lab, learn=True, train=True)
+    dw0, dw1 = (np.asarray(ws[k] - params.w[k]) for k in (0, 1))
+    inside1 = np.abs(np.asarray(i1[0])) < 1.15
+    assert np.all(dw0[:, ~inside1] == 0) and np.all(dw0[:, inside1] != 0)  # input->hidden: gate
+    np.testing.assert_allclose(dw1, cfg.lr * 0.5, rtol=1e-3)  # hidden->hidden: every |i| < 25 learns
+    # without it the hidden->hidden weights keep the common gate
+    cfg_g = ERBPConfig(sizes=(6, 7, 5, 3), gate=(-1.15, 1.15))
+    (wg, _), _ = erbp._step(cfg_g, params.g, (params.w, st), (jnp.int32(0), key), enc=enc, lab=lab, learn=True, train=True)
+    inside2 = np.abs(np.asarray(i2[0])) < 1.15
+    dwg = np.asarray(wg[1] - params.w[1])
+    assert np.all(dwg[:, ~inside2] == 0) and np.all(dwg[:, inside2] != 0)
+    with pytest.raises(ValueError, match="below the upper"):
+        ERBPConfig(sizes=(6, 7, 5, 3), hidden_gate=(2.0, 1.0))
+
+
 def _drawn_mask(mask_mode, key, shape, p, batch=1):
     """The layer mask ``erbp._step`` draws from ``key`` in ``mask_mode``, as ``[batch, *shape]``."""
     if mask_mode == "shared":
