@@ -42,7 +42,10 @@ emitted at step ``t`` drives the next layer at ``t + 1``).  Each minibatch start
 
 Input: ``input_code="binary"`` (default) follows the reading of Auryn's SRM0 input in papers.md
 2.2: pixels above ``input_threshold`` fire regular trains at ``input_rate`` (random phase per
-sample and pixel), the rest are silent.  ``"poisson"``: Bernoulli spikes with rate
+sample and pixel), the rest are silent.  That reading misses the 0.1 ms time-step factor
+Auryn's ``PatternStimulator`` applies, so Auryn's own input is graded (``"srm0"`` below); the
+rows were tuned with ``"binary"``, and ``"srm0"`` did not beat it on validation
+(experiments/erbp_pimnist_tuning.md).  ``"poisson"``: Bernoulli spikes with rate
 ``input_rate * x``.  ``"srm0"``: Auryn's escape-noise input neuron as its MNIST scripts drive it
 (``SRM0Group`` fed by ``PatternStimulator``, which scales the pixel current by the 0.1 ms time
 step): hazard ``h(x) = 100 Hz * exp(((x - input_threshold) * input_scale - 0.1) / 0.05)`` for
