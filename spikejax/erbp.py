@@ -330,7 +330,8 @@ def init_state(cfg: ERBPConfig, batch: int, dtype=jnp.float32) -> ERBPState:
     layers = tuple(model.init(p, (batch, n), dtype) for n in cfg.sizes[1:])
     spikes = tuple(jnp.zeros((batch, n), dtype) for n in cfg.sizes[1:])
     z = jnp.zeros((batch, cfg.n_out), dtype)
-    return ERBPState(layers, spikes, ErrorState(z, z, z, z))
+    inp = jnp.zeros((batch, cfg.sizes[0]), dtype) if cfg.input_code == "srm0" else None  # no dead time left
+    return ERBPState(layers, spikes, ErrorState(z, z, z, z), inp)
 
 
 # Auryn's SRM0Group constants (papers.md 2.2): rho0, threshold, escape-noise width
