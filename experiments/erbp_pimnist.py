@@ -316,7 +316,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         t_test=cfg["t_test"],
         lr=cfg["lr"],
         gate=(cfg["gate_low"], cfg["gate_high"]),
-        hidden_gate=None if cfg["hidden_gate"] is None else tuple(cfg["hidden_gate"]),
+        hidden_gate=cfg["hidden_gate"],  # checked (and made a tuple) by ERBPConfig
         p_syn=cfg["p_syn"] if method == "perbp" else 1.0,
         mask_mode=cfg["mask_mode"],
         noise_std=noise_std(cfg, method),

@@ -175,7 +175,10 @@ class ERBPConfig:
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "gate", check_gate(self.gate))
         if self.hidden_gate is not None:
-            object.__setattr__(self, "hidden_gate", check_gate(self.hidden_gate))
+            try:
+                object.__setattr__(self, "hidden_gate", check_gate(self.hidden_gate))
+            except ValueError as e:
+                raise ValueError(f"hidden_gate: {e}") from None
         check_probability("p_syn (synaptic transmission probability)", self.p_syn)
         check_choice("mask_mode", self.mask_mode, {"shared", "per_sample", "per_sample_offset"})
         check_choice("input_code", self.input_code, {"binary", "poisson", "srm0"})

@@ -171,8 +171,10 @@ def test_hidden_gate_applies_to_hidden_to_hidden_weights_only(key):
     inside2 = np.abs(np.asarray(i2[0])) < 1.15
     dwg = np.asarray(wg[1] - params.w[1])
     assert np.all(dwg[:, ~inside2] == 0) and np.all(dwg[:, inside2] != 0)
-    with pytest.raises(ValueError, match="below the upper"):
+    with pytest.raises(ValueError, match="hidden_gate: .*below the upper"):
         ERBPConfig(sizes=(6, 7, 5, 3), hidden_gate=(2.0, 1.0))
+    with pytest.raises(ValueError, match="hidden_gate: gate must be a pair"):
+        ERBPConfig(sizes=(6, 7, 5, 3), hidden_gate=25.0)
 
 
 def _drawn_mask(mask_mode, key, shape, p, batch=1):
