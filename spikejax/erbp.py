@@ -42,22 +42,22 @@ emitted at step ``t`` drives the next layer at ``t + 1``).  Each minibatch start
 
 Input: ``input_code="binary"`` (default) follows the reading of Auryn's SRM0 input in papers.md
 2.2: pixels above ``input_threshold`` fire regular trains at ``input_rate`` (random phase per
-sample and pixel), the rest are silent.  That reading misses the 0.1 ms time-step factor
-Auryn's ``PatternStimulator`` applies, so Auryn's own input is graded (``"srm0"`` below); the
-rows were tuned with ``"binary"``, and ``"srm0"`` did not beat it on validation
-(experiments/erbp_pimnist_tuning.md).  ``"poisson"``: Bernoulli spikes with rate
-``input_rate * x``.  ``"srm0"``: Auryn's escape-noise input neuron as its MNIST scripts drive it
-(``SRM0Group`` fed by ``PatternStimulator``, which scales the pixel current by the 0.1 ms time
-step): hazard ``h(x) = 100 Hz * exp(((x - input_threshold) * input_scale - 0.1) / 0.05)`` for
-``x > 0`` (0 for ``x = 0``) with a dead time of ``input_t_ref`` after each spike, so the rates
-are graded (about 235 Hz at x = 1, 25 Hz at 0.5, 4 Hz at 0.3 with Auryn's 0.43 / 0.5 / 4 ms) and
-irregular; see :func:`srm0_hazard`.  Labels fire regular trains at ``label_rate`` during training
-only.
+sample and pixel), the rest are silent.  ``"poisson"``: Bernoulli spikes with rate
+``input_rate * x``.  ``"srm0"``: Auryn's escape-noise input neuron as its MNIST scripts really
+drive it (``SRM0Group`` fed by ``PatternStimulator``, which scales the pixel current by the 0.1 ms
+time step, a factor the papers.md reading missed): hazard
+``h(x) = 100 Hz * exp(((x - input_threshold) * input_scale - 0.1) / 0.05)`` for ``x > 0`` (0 for
+``x = 0``) with a dead time of ``input_t_ref`` after each spike, so the rates are graded (about
+235 Hz at x = 1, 25 Hz at 0.5, 4 Hz at 0.3 with Auryn's 0.43 / 0.5 / 4 ms) and irregular; see
+:func:`srm0_hazard`.  The PI-MNIST rows were tuned with ``"binary"``, and ``"srm0"`` did not beat
+it on validation (experiments/erbp_pimnist_tuning.md).  Labels fire regular trains at
+``label_rate`` during training only.
 
 Learning under blank-out: ``blank_updates=True`` (default) blanks the update together with the
 transmission (papers.md 2.1, Auryn's ``peRBPConnection``); ``False`` transmits with the coin but
 learns on every presynaptic spike, as the connection class of Auryn's MLP program
-(``modulatedVmPlasticConnection`` in ``exp_rbp_dual.cpp``) does.
+(``modulatedVmPlasticConnection`` in ``exp_rbp_dual.cpp``) does.  ``hidden_gate`` sets the boxcar
+of the hidden->hidden weights apart from ``gate`` (that program leaves them ungated, +-25).
 
 Noise: ``noise_std > 0`` with ``noise_rate > 0`` is Auryn's ``PoissonStimulator``: each step every
 hidden and output membrane receives ``Poisson(noise_rate * dt)`` kicks of size ``noise_std`` (1 kHz,
