@@ -146,6 +146,11 @@ NOBLANK_TAG = "-noblank"
 NOBLANK_NAME = "peRBP, Auryn MLP learning (blanked events also teach)"
 
 
+def _noblank(cfg) -> bool:
+    """Whether a run's config is peRBP learning on blanked events (``blank_updates=False``)."""
+    return cfg["method"] == "perbp" and not cfg.get("blank_updates", True)
+
+
 def _claims(arch: str, method: str, epochs: int | None = None, noblank: bool = False) -> list:
     pub = PUBLISHED.get(arch, {}).get(method)
     ep = f", spikejax after {epochs} epochs" if epochs else ""
@@ -193,8 +198,7 @@ def reanalyse(path) -> dict:
         raise ValueError(f"{path}: not a spiking (eRBP/peRBP) results file with a SynOps summary")
     m["synops"]["error_below_5pct"] = earliest_decision(m["synops"], max_error=0.05)
     keep = [c for c in rec.get("claims", []) if not c["metric"].startswith("synops.")]
-    noblank = m["method"] == "perbp" and not rec.get("config", {}).get("blank_updates", True)
-    rec["claims"] = keep + _claims(m["arch"], m["method"], noblank=noblank)[1:]
+    rec["claims"] = keep + _claims(m["arch"], m["method"], noblank=_noblank(rec["config"]))[1:]
     rec["reanalysed_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(path, rec)
     return m["synops"]["error_below_5pct"]
@@ -244,7 +248,7 @@ def result_tag(cfg) -> str:
     adds ``-val<N>`` / ``-seed<S>``, so the study commands in RESULTS.md and the tuning log never
     overwrite a committed row's results file."""
     tag = f"{cfg['arch']}-{cfg['method']}"
-    if cfg["method"] == "perbp" and not cfg.get("blank_updates", True):
+    if _noblank(cfg):
         tag += NOBLANK_TAG
     if int(cfg.get("val", 0)) > 0:
         tag += f"-val{int(cfg['val'])}"
@@ -564,7 +568,7 @@ def run(cfg, ctx):
     sizes = parse_arch(cfg["arch"], train[0].shape[1])
     if val is None:
         test, split = _data(cfg, "test"), "test"
-        CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"], noblank=method == "perbp" and not cfg["blank_updates"])
+        CLAIMS[:] = _claims(cfg["arch"], method, cfg["epochs"], noblank=_noblank(cfg))
     else:  # model selection: the test set is not touched, no claims against the published test errors
         test, split = val, "val"
         CLAIMS[:] = []

@@ -607,8 +607,6 @@ def test_ci_table_verdicts_follow_the_binomial_interval(tmp_path):
     the exact 95% interval of the row's errors on 10,000 digits and 'below' when it does not
     (784-100-10 eRBP seed 3.94%: 410 errors give 3.72-4.51%, 500 give 4.58-5.45%: the beta quantiles
     Beta(0.025; k, n - k + 1) and Beta(0.975; k + 1, n - k))."""
-    import json
-
     from experiments import erbp_pimnist as X
 
     def write(method, err_pct):
@@ -625,6 +623,10 @@ def test_ci_table_verdicts_follow_the_binomial_interval(tmp_path):
     write("erbp", 5.00)
     row = X.ci_table(tmp_path).splitlines()[2]
     assert "4.58-5.45" in row and row.endswith("missed; seed below the interval |")
+    # a peRBP row that learned on blanked events (its own -noblank file) is listed under its own name
+    write("perbp-noblank", 3.02)  # equal to the seed's peRBP 3.02: met
+    rows = {ln.split("|")[2].strip(): ln for ln in X.ci_table(tmp_path).splitlines()[2:]}
+    assert rows[X.NOBLANK_NAME].endswith("| met |") and "peRBP" not in rows
 
 
 def test_result_tag_keeps_study_runs_off_the_row_files():
