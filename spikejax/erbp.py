@@ -358,17 +358,13 @@ def _n_input_ref(cfg) -> int:
 
 
 def _encoder(cfg, x, key):
-    """Per-presentation input code: (spike probability per step [B, n], phase [B, n]); for
-    ``"srm0"`` the second entry is the stationary probability of being in the dead time."""
+    """Per-presentation input code: (spike probability per step [B, n], phase [B, n]); ``"srm0"``
+    has no phase (its state is the dead time, :func:`_input_state`)."""
     x = jnp.asarray(x)
     rate_dt = jnp.asarray(cfg.input_rate * cfg.dt, x.dtype)
     if cfg.input_code == "srm0":
         h = srm0_hazard(x, cfg.input_threshold, cfg.input_scale).astype(x.dtype)
-        p = -jnp.expm1(-h * cfg.dt)
-        # discrete dead-time process: n - 1 blocked steps after a spike, then Bernoulli(p) each step
-        n = _n_input_ref(cfg)
-        blocked = (n - 1) * p
-        return p, blocked / (blocked + 1.0)
+        return -jnp.expm1(-h * cfg.dt), None
     if cfg.input_code == "binary":
         p = jnp.where(x > cfg.input_threshold, rate_dt, jnp.zeros((), x.dtype))
     else:
@@ -384,10 +380,13 @@ def _input_state(cfg, enc, key):
     if cfg.input_code != "srm0":
         return None
     n = _n_input_ref(cfg)
-    p, q = enc
-    k1, k2 = jax.random.split(key)
+    p, _ = enc
     if n == 1:
         return jnp.zeros_like(p)
+    # discrete dead-time process: n - 1 blocked steps after a spike, then Bernoulli(p) each step,
+    # so the stationary probability of a blocked step is (n - 1) p / ((n - 1) p + 1)
+    q = (n - 1) * p / ((n - 1) * p + 1.0)
+    k1, k2 = jax.random.split(key)
     # a counter of 2..n at the start of a step blocks it (it counts down first); each of the n - 1
     # blocked steps of an interval is equally likely
     left = jax.random.randint(k2, p.shape, 2, n + 1).astype(p.dtype)
