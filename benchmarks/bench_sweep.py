@@ -29,7 +29,16 @@ differently on one CPU device).  The 1-minute load average is recorded before ev
 ``max Δ test acc``: largest difference between the two paths' test accuracies (float
 reassociation in the batched matmuls can flip a spike and make trajectories drift apart).
 ``--batch`` lists mini-batch sizes to try (default ``32,8``): the smaller the per-configuration
-work, the more a vmapped sweep gains by amortising per-operation overhead.
+work, the more a vmapped sweep gains by amortising per-operation overhead; ``--hidden`` lists
+hidden widths (default ``128,32``).
+
+Where the time goes (``parts`` table, measured in the same run): the matmuls of one configuration
+(``[T*B, 64] @ [64, H]``, as the layer-major network does them) against the same matmuls for all
+``K`` configurations as one batched ``dot_general`` (what ``vmap`` makes of them), and the cost of
+one uniform random number (the rate-coded input draws ``T*B*64`` of them per training step).  If
+XLA already runs one configuration's matmuls near the batched rate, and the random numbers and
+elementwise neuron updates cost the same per configuration either way, a vmapped sweep cannot be
+much faster than the sequential loop on this device.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ def _parse():
     ap.add_argument("--ks", default=None, help="comma-separated numbers of configurations (default 16,64)")
     ap.add_argument("--batch", default=None, help="comma-separated mini-batch sizes (default 32,8)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per configuration (default 200)")
-    ap.add_argument("--hidden", type=int, default=None, help="hidden width (default 128)")
+    ap.add_argument("--hidden", default=None, help="comma-separated hidden widths (default 128,32)")
     ap.add_argument("--T", type=int, default=None, help="time steps per sample (default 10)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 3)")
     ap.add_argument(
@@ -70,6 +79,7 @@ if ARGS is not None and ARGS.host_devices:
 import _common as C  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spikejax.data import load_dataset  # noqa: E402
@@ -153,23 +163,65 @@ def time_paths(task: MLPTask, hp: dict, repeats: int) -> dict:
     return res
 
 
+def _per_iter(f, *args, n: int = 200) -> float:
+    """Seconds per call of ``f(i, c, *args)`` inside a ``lax.scan`` of ``n`` iterations (one
+    program); ``f`` gets the iteration ``i`` and the running carry ``c`` so that XLA cannot hoist
+    the work out of the loop."""
+
+    def prog(*a):
+        def body(c, i):
+            return c + 1e-9 * jnp.sum(f(i, c, *a)), None
+
+        return jax.lax.scan(body, jnp.float32(0.0), jnp.arange(n))[0]
+
+    g = jax.jit(prog)
+    jax.block_until_ready(g(*args))
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        jax.block_until_ready(g(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best / n
+
+
+def time_parts(K: int, B: int, hidden: int, T: int) -> dict:
+    """GFLOP/s of one configuration's input-layer matmul vs all K as one batched dot, and ns per
+    uniform random number (threefry, the default PRNG)."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((K, T * B, 64)), jnp.float32)
+    w = jnp.asarray(rng.random((K, 64, hidden)), jnp.float32)
+    flop = 2 * T * B * 64 * hidden
+    t_one = _per_iter(lambda i, c, a, b: (a + c) @ b, x[0], w[0])
+    t_all = _per_iter(lambda i, c, a, b: jnp.einsum("kbi,kih->kbh", a + c, b), x, w)
+    n_rand = K * T * B * 64
+    t_rng = _per_iter(lambda i, c, k: jax.random.uniform(jax.random.fold_in(k, i), (K, T, B, 64)), jax.random.PRNGKey(0), n=50)
+    return {
+        "K": K,
+        "batch": B,
+        "hidden": hidden,
+        "matmul_one_config_gflops": flop / t_one / 1e9,
+        "matmul_batched_gflops": K * flop / t_all / 1e9,
+        "ns_per_uniform": t_rng / n_rand * 1e9,
+    }
+
+
 def main(args) -> int:
     quick = args.quick
     ks = [int(k) for k in (args.ks or ("4,8" if quick else "16,64")).split(",")]
     batches = [int(b) for b in (args.batch or ("8" if quick else "32,8")).split(",")]
     steps = args.steps or (20 if quick else 200)
-    hidden = args.hidden or (32 if quick else 128)
+    hiddens = [int(h) for h in (args.hidden or ("32" if quick else "128,32")).split(",")]
     T = args.T or (5 if quick else 10)
     repeats = args.repeats or (1 if quick else 3)
     info = C.machine_info()
     info["jax"] = jax.__version__
     info["backend"] = jax.default_backend()
     info["devices"] = [str(d) for d in jax.devices()]
-    print(f"# bench_sweep: 64-{hidden}-10 LIF on digits, T={T}, {steps} training steps/config, repeats={repeats}", flush=True)
+    print(f"# bench_sweep: 64-{{{','.join(map(str, hiddens))}}}-10 LIF on digits, T={T}, {steps} training steps/config, repeats={repeats}", flush=True)
     print(f"# {info['cpu_model']} ({info.get('cpus_usable', info['cpu_count'])} usable CPUs), "
           f"{info['backend']} x{len(info['devices'])}, load avg {info.get('loadavg_1_5_15')}", flush=True)
     rows, results = [], []
-    for B in batches:
+    for hidden, B in [(h, b) for h in hiddens for b in batches]:
         task = make_task(B, steps, hidden, T)
         for K in ks:
             r = time_paths(task, make_hparams(K), repeats)
@@ -177,6 +229,7 @@ def main(args) -> int:
             results.append(r)
             seq, vm = r["sequential"], r["vmapped"]
             row = [
+                f"64-{hidden}-10",
                 K,
                 B,
                 f"{seq['median_s']:.2f}",
@@ -191,11 +244,12 @@ def main(args) -> int:
             ]
             rows.append(row)
             print(
-                f"K={K} B={B}: sequential {seq['median_s']:.2f}s vmapped {vm['median_s']:.2f}s speedup {r['speedup']:.2f}x "
+                f"64-{hidden}-10 K={K} B={B}: sequential {seq['median_s']:.2f}s vmapped {vm['median_s']:.2f}s speedup {r['speedup']:.2f}x "
                 f"(CPU time {r['cpu_speedup']:.2f}x)",
                 flush=True,
             )
     header = [
+        "network",
         "K configs",
         "batch",
         "sequential wall (s)",
@@ -208,7 +262,13 @@ def main(args) -> int:
         "max Δ test acc",
         "load avg (1 min)",
     ]
-    table = C.markdown_table(header, rows)
+    parts = [time_parts(max(ks), b, h, T) for h in hiddens for b in batches]
+    parts_table = C.markdown_table(
+        ["network", "batch", "one config's matmul GFLOP/s", f"K={max(ks)} as one batched dot GFLOP/s", "ns per random uniform"],
+        [[f"64-{p['hidden']}-10", p["batch"], f"{p['matmul_one_config_gflops']:.0f}", f"{p['matmul_batched_gflops']:.0f}",
+          f"{p['ns_per_uniform']:.1f}"] for p in parts],
+    )
+    table = C.markdown_table(header, rows) + "\n\nWhere the time goes (input-layer matmul `[T*B, 64] @ [64, H]`, and the rate code's random numbers):\n\n" + parts_table
     print()
     print(table)
     print()
@@ -224,6 +284,7 @@ def main(args) -> int:
                 "machine": info,
                 "loadavg_end": _load(),
                 "results": results,
+                "parts": parts,
                 "markdown": table,
             },
         )
