@@ -717,7 +717,7 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
         raise ValueError(f"tune: unknown config key(s) {unknown}")
     space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
     name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
-    tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",))
+    tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",), exact=True)
     if not tuner.study.trials:
         ref = dict(CONFIG, **base)
         tuner.study.enqueue_trial({k: float(ref[k]) for k in space})

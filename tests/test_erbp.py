@@ -660,6 +660,8 @@ def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path)
     # its value is the validation error of that configuration run directly
     res = json.loads(next((tmp_path / "w").rglob("*.json")).read_text())
     assert res["metrics"]["n_val"] == 300 and "test_err_pct" not in res["metrics"]
+    # the run used the recorded values to the last bit (no float32 rounding on the way)
+    assert {k: res["config"][k] for k in X.TUNE_SPACE} == {k: float(ref[k]) for k in X.TUNE_SPACE}
     assert rows[0]["values"][0] == pytest.approx(res["metrics"]["val_err_pct"])
     rows = X.tune(2, store, ov, work_dir=tmp_path / "w", log=lambda *_: None)
     assert [r["number"] for r in rows] == [0, 1] and all(r["state"] == "COMPLETE" for r in rows)

@@ -90,6 +90,25 @@ def test_batches_are_asked_as_arrays_and_values_are_stored():
     assert r0["worker"] == "worker-0"
 
 
+def test_exact_tuner_hands_out_the_values_the_study_records():
+    """With ``exact=True`` a trial is evaluated at the stored parameters to the last bit (a run
+    configured from the study's record repeats the trial); the default rounds to float32."""
+    for exact, f_t, i_t in ((True, np.float64, np.int64), (False, np.float32, np.int32)):
+        t = TU.BatchTuner(SPACE, study_name=f"exact-{exact}", n_startup_trials=4, exact=exact)
+        t.study.enqueue_trial({"lr": 0.003, "width": 64, "slope": 25.0})
+        got = []
+        t.run(quadratic, n_batches=2, batch_size=3, callback=lambda b, nums, hp, m: got.append(hp))
+        hp = got[0]
+        assert hp["lr"].dtype == f_t and hp["width"].dtype == i_t
+        stored = [r["params"] for r in t.table()]
+        values = [v for h in got for v in h["lr"].tolist()]
+        if exact:
+            assert values[0] == 0.003 and values == [p["lr"] for p in stored]
+        else:
+            assert values[0] == float(np.float32(0.003)) != 0.003
+            assert values == [float(np.float32(p["lr"])) for p in stored]
+
+
 def test_tpe_improves_on_its_random_start():
     t = TU.BatchTuner(SPACE, study_name="bo", seed=1, n_startup_trials=8)
     t.run(quadratic, n_batches=8, batch_size=4)
