@@ -10,8 +10,11 @@ through an all-gather).  Configurations never communicate.
 
 What it buys: one compilation for all ``K`` configurations, and on an accelerator a device that
 a single small network leaves mostly idle is filled with ``K`` of them.  It does not reduce the
-arithmetic: on a CPU, where XLA already runs one small network close to its peak rate, expect
-about the sequential throughput (``benchmarks/bench_sweep.py`` measures it).
+arithmetic: on one CPU device, where XLA already runs one small network close to its peak rate,
+expect about the sequential throughput.  On a multi-core CPU, split it into one XLA device per
+core before JAX starts (``jax.config.update("jax_num_cpu_devices", n_cores)``, or
+``XLA_FLAGS=--xla_force_host_platform_device_count=n_cores``): the sweep then runs one shard per
+core in parallel (``benchmarks/bench_sweep.py --host-devices N`` measures both; BENCHMARKS.md).
 
 Building blocks
 ---------------
