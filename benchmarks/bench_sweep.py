@@ -175,13 +175,7 @@ def _per_iter(f, *args, n: int = 200) -> float:
         return jax.lax.scan(body, jnp.float32(0.0), jnp.arange(n))[0]
 
     g = jax.jit(prog)
-    jax.block_until_ready(g(*args))
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        jax.block_until_ready(g(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best / n
+    return C.time_fn(lambda: g(*args), jax.block_until_ready, repeats=5, min_time=0.0)["min_s"] / n
 
 
 def time_parts(K: int, B: int, hidden: int, T: int) -> dict:

@@ -154,6 +154,30 @@ def _embedded(out: list[str], title: str, fname: str, command: str, intro: str =
     out.append(rec.get("markdown", "_(no table in the results file)_") + "\n")
 
 
+def _sequential_s(fname: str, hidden: int, batch: int) -> dict[int, float] | None:
+    """Median wall seconds of the sequential path per K in a bench_sweep results file."""
+    rec = _load(RES / fname)
+    if rec is None:
+        return None
+    return {r["K"]: r["sequential"]["median_s"] for r in rec["results"] if r["sizes"][1] == hidden and r["batch"] == batch}
+
+
+def _host_devices_intro() -> str:
+    text = ("`--host-devices 2` starts JAX with two CPU devices (`--xla_force_host_platform_device_count=2`; "
+            "`jax.config.update(\"jax_num_cpu_devices\", 2)` does the same), so `spikejax.sweep.sweep` shards the K "
+            "configurations over both cores and runs the two halves in parallel. The sequential column is the same loop "
+            "as above, run in the same process on device 0; compare it with the single-device table above too.")
+    one, four = _sequential_s("bench_sweep.json", 32, 8), _sequential_s("bench_sweep_hd4.json", 32, 8)
+    ks = sorted(set(one or {}) & set(four or {}))
+    if ks:  # more devices than cores slows the sequential loop down (and inflates the ratio)
+        text += (" Not more devices than cores: with four devices on these two cores "
+                 "(`python benchmarks/bench_sweep.py --host-devices 4 --hidden 32 --batch 8 --json "
+                 "benchmarks/results/bench_sweep_hd4.json`) the sequential loop of 64-32-10 at batch 8 took "
+                 + " / ".join(f"{four[k]:.2f}" for k in ks) + " s for K = " + " / ".join(map(str, ks))
+                 + ", against " + " / ".join(f"{one[k]:.2f}" for k in ks) + " s on one device.")
+    return text
+
+
 def dropout_section(out: list[str]) -> None:
     out.append("## Permanent dropout: 1,000 samples in one vmapped call vs a Python loop (issue 6)\n")
     out.append("Command (measured inside the experiment, same run):\n\n```bash\npython -m experiments softlif_dropout_diabetes\n```\n")
@@ -187,12 +211,7 @@ def build() -> str:
               "python benchmarks/bench_sweep.py --json benchmarks/results/bench_sweep.json")
     _embedded(out, "The same sweep with the CPU split into one XLA device per core (issue 8)", "bench_sweep_hd2.json",
               "python benchmarks/bench_sweep.py --host-devices 2 --json benchmarks/results/bench_sweep_hd2.json",
-              intro="`--host-devices 2` starts JAX with two CPU devices (`--xla_force_host_platform_device_count=2`; "
-                    "`jax.config.update(\"jax_num_cpu_devices\", 2)` does the same), so `spikejax.sweep.sweep` shards the K "
-                    "configurations over both cores and runs the two halves in parallel. The sequential column is the same "
-                    "loop as above, run in the same process on device 0; compare it with the single-device table above too "
-                    "(not more devices than cores: with `--host-devices 4 --hidden 32 --batch 8` on these 2 cores the sequential "
-                    "loop took 0.65 s / 2.60 s for K = 16 / 64, against 0.39 s / 1.55 s on one device).")
+              intro=_host_devices_intro())
     _embedded(out, "eRBP training throughput (issue 5)", "bench_erbp.json",
               "python benchmarks/bench_erbp.py --mask-modes shared,per_sample,per_sample_offset --json benchmarks/results/bench_erbp.json")
     _embedded(out, "Whetstone CNN training step: convolution implementation x scanned epoch or one call per step (issue 4)",
