@@ -204,13 +204,9 @@ def reanalyse(path) -> dict:
     return m["synops"]["error_below_5pct"]
 
 
-def reevaluate(path, overrides: list[str]) -> dict:
-    """Test the weights a spiking run saved (``<results>.params.npz``, next to its results file)
-    again, with test-time ``KEY=VALUE`` overrides of its config (``t_test``, ``perbp_test``,
-    ``test_noise``, ...; typed as ``--set`` does), on the split it was evaluated on (validation if it ran with ``val``), with the run's own
-    evaluation key; nothing is trained.  ``python -m experiments.erbp_pimnist --reevaluate
-    RESULTS_JSON t_test=0.25``."""
-
+def _load_saved(path, overrides=()):
+    """``(cfg, erbp_config, params, (x, y), split)`` of a spiking run that saved its weights
+    (``<results>.params.npz`` next to ``<results>.json``), on the split it was evaluated on."""
     path = Path(path)
     rec = json.loads(path.read_text())
     m = rec["metrics"]
@@ -228,7 +224,50 @@ def reevaluate(path, overrides: list[str]) -> dict:
                                  tuple(jnp.asarray(f[f"g{i}"]) for i in range(len(sizes) - 2)))
     train, val = _data(cfg, "train")
     test, split = (val, "val") if val is not None else (_data(cfg, "test"), "test")
-    ecfg = erbp_config(cfg, sizes, m["method"])
+    return cfg, erbp_config(cfg, sizes, m["method"]), params, test, split
+
+
+def rate_profile(ecfg: erbp.ERBPConfig, params: erbp.ERBPParams, x, key, batch: int = 100) -> dict:
+    """How graded the hidden layers are: present the digits ``x [n, 784]`` (test presentations,
+    ``batch`` at a time) and count each hidden neuron's spikes per digit.  Per layer: the fraction
+    of (digit, neuron) pairs that are silent, that fire at 80% or more of the refractory-limited
+    maximum (one spike every ``round(t_ref / dt) + 1`` steps), and in between, and the quartiles of
+    the rate (Hz)."""
+    n = len(x)
+    if n < batch or n % batch:
+        raise ValueError(f"{n} digits: need a positive multiple of batch={batch}")
+    steps = ecfg.n_test_steps
+    max_count = -(-steps // (int(round(ecfg.t_ref / ecfg.dt)) + 1))
+    present = jax.jit(lambda xb, k: erbp.present(ecfg, params, xb, key=k, record=True)[1]["layer_spikes"][:-1])
+    counts = [np.concatenate(c) for c in zip(*(
+        [np.asarray(jnp.sum(s, axis=0)) for s in present(jnp.asarray(x[i * batch:(i + 1) * batch]), k)]
+        for i, k in enumerate(jax.random.split(key, n // batch))))]
+    out = {"n": n, "max_rate_hz": max_count / (steps * ecfg.dt)}
+    for j, c in enumerate(counts):
+        out[f"hidden{j + 1}"] = {
+            "silent": float(np.mean(c == 0)),
+            "saturated_ge_80pct": float(np.mean(c >= 0.8 * max_count)),
+            "in_between": float(np.mean((c > 0) & (c < 0.8 * max_count))),
+            "rate_quartiles_hz": [float(q) for q in np.percentile(c / (steps * ecfg.dt), [25, 50, 75])],
+        }
+    return out
+
+
+def hidden_rate_profile(path, n: int = 1000) -> dict:
+    """:func:`rate_profile` of a spiking run's saved weights on the first ``n`` digits of the split
+    it was evaluated on.  ``python -m experiments.erbp_pimnist --rates RESULTS_JSON``."""
+    cfg, ecfg, params, (x, y), split = _load_saved(path)
+    return {"split": split, **rate_profile(ecfg, params, np.asarray(x[:n]), jax.random.PRNGKey(cfg["seed"]))}
+
+
+def reevaluate(path, overrides: list[str]) -> dict:
+    """Test the weights a spiking run saved (``<results>.params.npz``, next to its results file)
+    again, with test-time ``KEY=VALUE`` overrides of its config (``t_test``, ``perbp_test``,
+    ``test_noise``, ...; typed as ``--set`` does), on the split it was evaluated on (validation if it ran with ``val``), with the run's own
+    evaluation key; nothing is trained.  ``python -m experiments.erbp_pimnist --reevaluate
+    RESULTS_JSON t_test=0.25``."""
+
+    cfg, ecfg, params, test, split = _load_saved(path, overrides)
     k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
     ev = erbp.make_evaluate(ecfg, cfg["eval_batch"])
 
@@ -786,11 +825,13 @@ if __name__ == "__main__":
     g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
     g.add_argument("--reevaluate", nargs="+", metavar="RESULTS_JSON [KEY=VALUE ...]", help="test saved weights again (see reevaluate)")
     g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
+    g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
     ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
+    ap.add_argument("--digits", type=int, default=1000, help="--rates: digits presented")
     a = ap.parse_args()
     if a.tune is not None:
         from spikejax.experiment import parse_overrides
@@ -799,6 +840,9 @@ if __name__ == "__main__":
         tune(a.tune, a.storage, ov)
     elif a.ci:
         print(ci_table())
+    elif a.rates:
+        for f in a.rates:
+            print(f, json.dumps(hidden_rate_profile(f, a.digits)))
     elif a.reanalyse:
         for f in a.reanalyse:
             print(f, reanalyse(f))

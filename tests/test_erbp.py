@@ -669,3 +669,23 @@ def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path)
     assert (tmp_path / "study.png").stat().st_size > 0
     with pytest.raises(ValueError, match="unknown config key"):
         X.tune(1, store, {"no_such_key": 1})
+
+
+def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
+    """Hidden neurons 0-2 get no input (silent), 3-5 a current far above threshold, so they fire at
+    the refractory-limited maximum: one spike every round(t_ref/dt) + 1 steps, i.e. 25 in 100 ms at
+    3 ms / 1 ms.  The profile must say half silent, half saturated, nothing in between."""
+    from experiments.erbp_pimnist import rate_profile
+
+    cfg = ERBPConfig(sizes=(8, 6, 2), t_ref=3e-3, dt=1e-3, t_test=0.1, p_syn=1.0, noise_std=0.0)
+    w0 = jnp.zeros((8, 6)).at[:, 3:].set(50.0)
+    params = ERBPParams((w0, jnp.zeros((6, 2))), (jnp.zeros((2, 6)),))
+    x = np.ones((20, 8), np.float32)  # every pixel above the 0.43 threshold: all inputs fire
+    prof = rate_profile(cfg, params, x, jax.random.PRNGKey(0), batch=10)
+    assert prof["max_rate_hz"] == pytest.approx(250.0)
+    h = prof["hidden1"]
+    assert h["silent"] == pytest.approx(0.5)
+    assert h["saturated_ge_80pct"] == pytest.approx(0.5)
+    assert h["in_between"] == 0.0
+    with pytest.raises(ValueError, match="multiple of batch"):
+        rate_profile(cfg, params, x[:15], jax.random.PRNGKey(0), batch=10)
