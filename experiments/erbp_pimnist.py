@@ -91,6 +91,7 @@ CONFIG = dict(
     noise_rate=1000.0,  # > 0: Poisson kicks of size noise_std at this rate (Auryn); 0: Gaussian noise_std
     t_ref=3e-3,  # max rate 1/(t_ref + dt) = 250 Hz = label rate (Auryn: 1/(3.9 + 0.1 ms))
     bias=0.0,
+    tau_mem=1e-3,  # membrane time constant of the hidden and output somata (Auryn: R C = 1 ms)
     init_std_weight=7.0,  # forward init U(+-sqrt(init_std_weight / (n_pre + n_post))) (Auryn: 7)
     feedback_std_weight=7.0,  # feedback init U(+-sqrt(feedback_std_weight / (n_out + n_hidden))), centred
     input_code="binary",  # "binary" (regular 250 Hz above input_threshold), "poisson", or "srm0" (Auryn's graded escape-noise input)
@@ -366,6 +367,7 @@ def erbp_config(cfg, sizes, method) -> erbp.ERBPConfig:
         noise_rate=cfg["noise_rate"],
         t_ref=cfg["t_ref"],
         bias=cfg["bias"],
+        tau_mem=cfg["tau_mem"],
         input_code=cfg["input_code"],
         input_threshold=cfg["input_threshold"],
         input_rate=cfg["input_rate"],
