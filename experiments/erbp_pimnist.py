@@ -739,14 +739,20 @@ TUNE_SPACE = {
 TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5, "lr_decay": 0.7}
 
 
-def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print):
+def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print, worker_id="worker-0"):
     """Bayesian optimisation (Optuna TPE via :class:`spikejax.tuning.BatchTuner`) of the spiking
     training hyperparameters in :data:`TUNE_SPACE`, minimising the **validation** error of the
     protocol :data:`TUNE_PROTOCOL` (plus ``overrides``); the test set is never read.  The first
     trial of a new study is the protocol's own setting, as the reference.  The study lives in
     ``storage`` (a journal ``.jsonl`` file): rerunning the command continues it (an interrupted
     trial resumes from its checkpoint).  ``python -m experiments.erbp_pimnist --tune 30
-    --storage results/erbp_tune-784-100-10-perbp.jsonl``.  Returns the trials as rows."""
+    --storage results/erbp_tune-784-100-10-perbp.jsonl``.
+
+    ``n_trials`` is the size of the whole study, whoever runs it: several workers (``--worker``,
+    one id per process; start the second once the first has begun, so only one enqueues the
+    reference) share the study and each stops when the study holds ``n_trials`` finished or running
+    trials.  A restarted worker (same id) first finishes its own interrupted trial.  Returns the
+    trials as rows."""
     from spikejax.experiment import run_experiment
     from spikejax.tuning import BatchTuner
 
@@ -758,11 +764,11 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
         raise ValueError(f"tune: unknown config key(s) {unknown}")
     space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
     name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
-    tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",), exact=True)
+    tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",), exact=True,
+                       worker_id=worker_id)
     if not tuner.study.trials:
         ref = dict(CONFIG, **base)
         tuner.study.enqueue_trial({k: float(ref[k]) for k in space})
-    done = len(tuner.completed())
 
     def evaluate(hp):
         params = {k: float(np.asarray(v)[0]) for k, v in hp.items()}
@@ -773,7 +779,13 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
         log(f"trial: val error {m['val_err_pct']:.2f}% with " + ", ".join(f"{k}={v:.4g}" for k, v in params.items()))
         return {"val_err_pct": np.array([m["val_err_pct"]]), "train_time_s": np.array([m["train_time_s"]])}
 
-    tuner.run(evaluate, max(0, int(n_trials) - done), 1)
+    from optuna.trial import TrialState
+
+    def claimed():  # finished or running, by any worker (failed trials do not count)
+        return sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in tuner.study.get_trials(deepcopy=False))
+
+    while tuner.pending() or claimed() < int(n_trials):
+        tuner.run(evaluate, 1, 1)
     rows = tuner.table()
     best = min((r for r in rows if r["values"]), key=lambda r: r["values"][0])
     log(f"{len(tuner.completed())} trials; best validation error {best['values'][0]:.2f}% (trial {best['number']}): {best['params']}")
@@ -830,6 +842,7 @@ if __name__ == "__main__":
     g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
     ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
+    ap.add_argument("--worker", default="worker-0", help="--tune: this worker's id (one per process sharing a study)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
@@ -839,7 +852,7 @@ if __name__ == "__main__":
         from spikejax.experiment import parse_overrides
 
         ov = {k: v for k, v in parse_overrides(CONFIG, a.overrides).items() if k in {o.split("=", 1)[0] for o in a.overrides}}
-        tune(a.tune, a.storage, ov)
+        tune(a.tune, a.storage, ov, worker_id=a.worker)
     elif a.ci:
         print(ci_table())
     elif a.rates:

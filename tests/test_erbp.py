@@ -669,6 +669,10 @@ def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path)
     assert (tmp_path / "study.png").stat().st_size > 0
     with pytest.raises(ValueError, match="unknown config key"):
         X.tune(1, store, {"no_such_key": 1})
+    # a second worker on the same study: n_trials is the study's size, so it adds one trial to reach 3
+    rows = X.tune(3, store, ov, work_dir=tmp_path / "w", log=lambda *_: None, worker_id="worker-1")
+    assert [r["number"] for r in rows] == [0, 1, 2] and [r["worker"] for r in rows] == ["worker-0", "worker-0", "worker-1"]
+    assert X.tune(3, store, ov, work_dir=tmp_path / "w", log=lambda *_: None, worker_id="worker-2") == rows  # full: runs nothing
 
 
 def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
