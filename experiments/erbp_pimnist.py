@@ -50,6 +50,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import optax
 
@@ -239,10 +240,14 @@ def rate_profile(ecfg: erbp.ERBPConfig, params: erbp.ERBPParams, x, key, batch: 
         raise ValueError(f"{n} digits: need a positive multiple of batch={batch}")
     steps = ecfg.n_test_steps
     max_count = -(-steps // (int(round(ecfg.t_ref / ecfg.dt)) + 1))
-    present = jax.jit(lambda xb, k: erbp.present(ecfg, params, xb, key=k, record=True)[1]["layer_spikes"][:-1])
-    counts = [np.concatenate(c) for c in zip(*(
-        [np.asarray(jnp.sum(s, axis=0)) for s in present(jnp.asarray(x[i * batch:(i + 1) * batch]), k)]
-        for i, k in enumerate(jax.random.split(key, n // batch))))]
+
+    def batch_counts(xs_k):  # spikes per (digit, hidden neuron) of one batch, per hidden layer
+        xb, k = xs_k
+        return tuple(jnp.sum(s, axis=0) for s in erbp.present(ecfg, params, xb, key=k, record=True)[1]["layer_spikes"][:-1])
+
+    xs = jnp.asarray(x).reshape(n // batch, batch, -1)
+    per_batch = jax.jit(lambda xs, ks: lax.map(batch_counts, (xs, ks)))(xs, jax.random.split(key, n // batch))
+    counts = [np.asarray(c).reshape(n, -1) for c in per_batch]
     out = {"n": n, "max_rate_hz": max_count / (steps * ecfg.dt)}
     for j, c in enumerate(counts):
         out[f"hidden{j + 1}"] = {
@@ -750,8 +755,8 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
 
     ``n_trials`` is the size of the whole study, whoever runs it: several workers (``--worker``,
     one id per process; start the second once the first has begun, so only one enqueues the
-    reference) share the study and each stops when the study holds ``n_trials`` finished or running
-    trials.  A restarted worker (same id) first finishes its own interrupted trial.  Returns the
+    reference) share the study (:meth:`~spikejax.tuning.BatchTuner.run_until`).  A restarted
+    worker (same id) first finishes its own interrupted trial.  Returns the
     trials as rows."""
     from spikejax.experiment import run_experiment
     from spikejax.tuning import BatchTuner
@@ -779,13 +784,7 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
         log(f"trial: val error {m['val_err_pct']:.2f}% with " + ", ".join(f"{k}={v:.4g}" for k, v in params.items()))
         return {"val_err_pct": np.array([m["val_err_pct"]]), "train_time_s": np.array([m["train_time_s"]])}
 
-    from optuna.trial import TrialState
-
-    def claimed():  # finished or running, by any worker (failed trials do not count)
-        return sum(t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in tuner.study.get_trials(deepcopy=False))
-
-    while tuner.pending() or claimed() < int(n_trials):
-        tuner.run(evaluate, 1, 1)
+    tuner.run_until(evaluate, int(n_trials), 1)
     rows = tuner.table()
     best = min((r for r in rows if r["values"]), key=lambda r: r["values"][0])
     log(f"{len(tuner.completed())} trials; best validation error {best['values'][0]:.2f}% (trial {best['number']}): {best['params']}")

@@ -371,21 +371,50 @@ class BatchTuner:
         if not isinstance(n_batches, (int, np.integer)) or n_batches < 0:
             raise ValueError(f"n_batches must be a non-negative int, got {n_batches!r}")
         for b in range(n_batches):
-            numbers, hp = self.ask_batch(batch_size)
-            t0 = time.time()
-            metrics = evaluate(hp)
-            metrics = dict(metrics)
-            metrics.setdefault("eval_time_s", np.full(len(numbers), (time.time() - t0) / len(numbers)))
-            self.tell_batch(numbers, metrics)
-            if callback is not None:
-                callback(b, numbers, hp, metrics)
+            self._round(evaluate, batch_size, b, callback)
         return self.study
+
+    def run_until(
+        self,
+        evaluate: Callable[[dict], Mapping[str, Any]],
+        n_trials: int,
+        batch_size: int,
+        *,
+        callback: Callable[[int, list, dict, Mapping[str, Any]], None] | None = None,
+    ):
+        """Rounds as in :meth:`run` until the study holds ``n_trials`` trials that are finished
+        or running, by any worker (failed ones do not count), after first finishing this worker's
+        interrupted trials.  So ``n_trials`` is the size of the whole study: several workers given
+        the same number share the work, and a rerun of a full study runs nothing.  Each round asks
+        at most the trials still missing.  Returns the study."""
+        if not isinstance(n_trials, (int, np.integer)) or n_trials < 0:
+            raise ValueError(f"n_trials must be a non-negative int, got {n_trials!r}")
+        b = 0
+        while self.pending() or self.claimed() < n_trials:
+            self._round(evaluate, max(1, min(batch_size, n_trials - self.claimed())), b, callback)
+            b += 1
+        return self.study
+
+    def _round(self, evaluate, batch_size, b, callback):
+        numbers, hp = self.ask_batch(batch_size)
+        t0 = time.time()
+        metrics = dict(evaluate(hp))
+        metrics.setdefault("eval_time_s", np.full(len(numbers), (time.time() - t0) / len(numbers)))
+        self.tell_batch(numbers, metrics)
+        if callback is not None:
+            callback(b, numbers, hp, metrics)
 
     # -- results ---------------------------------------------------------------------------------------
     def completed(self) -> list:
         from optuna.trial import TrialState
 
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def claimed(self) -> int:
+        """Trials finished or running, by any worker."""
+        from optuna.trial import TrialState
+
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)))
 
     def table(self) -> list[dict]:
         """Every finished trial as ``{"number", "state", "worker", "params", "values", "metrics"}``."""

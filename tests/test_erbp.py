@@ -691,5 +691,7 @@ def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
     assert h["silent"] == pytest.approx(0.5)
     assert h["saturated_ge_80pct"] == pytest.approx(0.5)
     assert h["in_between"] == 0.0
+    # the driven neurons reach the refractory limit exactly: 25 spikes in 100 ms = 250 Hz
+    assert h["rate_quartiles_hz"] == pytest.approx([0.0, 125.0, 250.0])
     with pytest.raises(ValueError, match="multiple of batch"):
         rate_profile(cfg, params, x[:15], jax.random.PRNGKey(0), batch=10)

@@ -192,6 +192,29 @@ def test_two_workers_share_a_study_and_resume_only_their_own_trials(tmp_path):
     assert c.fail_stale(older_than_s=-1.0) == 2 and not c.pending()
 
 
+def test_run_until_counts_every_workers_trials_towards_the_study_size(tmp_path):
+    """n_trials is the size of the whole study: b counts a's running trial and its finished ones,
+    so it adds only the missing trials; a then finishes its own interrupted trial and adds none;
+    a worker arriving at a full study runs nothing."""
+    storage = tmp_path / "until.jsonl"
+    a = TU.BatchTuner(SPACE, study_name="u", storage=storage, worker_id="a")
+    b = TU.BatchTuner(SPACE, study_name="u", storage=storage, worker_id="b")
+    a.run(quadratic, 1, 2)  # trials 0, 1 complete
+    (n_a,), _ = a.ask_batch(1)  # trial 2 running (a is interrupted)
+    sizes = []
+    b.run_until(quadratic, 6, 2, callback=lambda i, nums, hp, m: sizes.append(len(nums)))
+    assert sizes == [2, 1]  # 3 claimed -> 2 more -> 5 claimed -> the last one
+    assert b.claimed() == 6 and sorted(tr.number for tr in b.completed()) == [0, 1, 3, 4, 5]
+    evals = []
+    a2 = TU.BatchTuner(SPACE, study_name="u", storage=storage, worker_id="a")
+    a2.run_until(lambda hp: evals.append(len(hp["lr"])) or quadratic(hp), 6, 4)
+    assert evals == [1] and sorted(tr.number for tr in a2.completed()) == [0, 1, 2, 3, 4, 5] == sorted([n_a, 0, 1, 3, 4, 5])
+    c = TU.BatchTuner(SPACE, study_name="u", storage=storage, worker_id="c")
+    c.run_until(lambda hp: pytest.fail("a full study must not evaluate"), 6, 4)
+    with pytest.raises(ValueError, match="n_trials"):
+        c.run_until(quadratic, -1, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pareto fronts
 
