@@ -744,7 +744,8 @@ TUNE_SPACE = {
 TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5, "lr_decay": 0.7}
 
 
-def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print, worker_id="worker-0"):
+def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print, worker_id="worker-0",
+         starts=()):
     """Bayesian optimisation (Optuna TPE via :class:`spikejax.tuning.BatchTuner`) of the spiking
     training hyperparameters in :data:`TUNE_SPACE`, minimising the **validation** error of the
     protocol :data:`TUNE_PROTOCOL` (plus ``overrides``); the test set is never read.  The first
@@ -756,8 +757,9 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     ``n_trials`` is the size of the whole study, whoever runs it: several workers (``--worker``,
     one id per process; start the second once the first has begun, so only one enqueues the
     reference) share the study (:meth:`~spikejax.tuning.BatchTuner.run_until`).  A restarted
-    worker (same id) first finishes its own interrupted trial.  Returns the
-    trials as rows."""
+    worker (same id) first finishes its own interrupted trial.  ``starts`` (``--start
+    k=v,k=v``, repeatable) are further settings of every tuned key, queued after the reference
+    when the study is new (e.g. another row's tuned setting).  Returns the trials as rows."""
     from spikejax.experiment import run_experiment
     from spikejax.tuning import BatchTuner
 
@@ -768,12 +770,21 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     if unknown:
         raise ValueError(f"tune: unknown config key(s) {unknown}")
     space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
+    for st in starts:
+        if set(st) != set(space):
+            raise ValueError(f"tune: a start setting must give exactly the tuned keys {sorted(space)}; "
+                             f"missing {sorted(set(space) - set(st))}, not tuned {sorted(set(st) - set(space))}")
+        bad = [k for k, v in st.items() if not space[k].low <= float(v) <= space[k].high]
+        if bad:
+            raise ValueError(f"tune: start setting outside the search space for {bad}")
     name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
     tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",), exact=True,
                        worker_id=worker_id)
     if not tuner.study.trials:
         ref = dict(CONFIG, **base)
         tuner.study.enqueue_trial({k: float(ref[k]) for k in space})
+        for st in starts:
+            tuner.study.enqueue_trial({k: float(v) for k, v in st.items()})
 
     def evaluate(hp):
         params = {k: float(np.asarray(v)[0]) for k, v in hp.items()}
@@ -841,6 +852,8 @@ if __name__ == "__main__":
     g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
     ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
+    ap.add_argument("--start", action="append", default=[], metavar="K=V,K=V,...",
+                    help="--tune: a setting of every tuned key, queued after the reference in a new study")
     ap.add_argument("--worker", default="worker-0", help="--tune: this worker's id (one per process sharing a study)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
@@ -851,7 +864,13 @@ if __name__ == "__main__":
         from spikejax.experiment import parse_overrides
 
         ov = {k: v for k, v in parse_overrides(CONFIG, a.overrides).items() if k in {o.split("=", 1)[0] for o in a.overrides}}
-        tune(a.tune, a.storage, ov, worker_id=a.worker)
+        starts = []
+        for st in a.start:
+            kvs = [kv.split("=", 1) for kv in st.split(",")]
+            if any(len(kv) != 2 for kv in kvs):
+                ap.error(f"--start {st!r}: expected KEY=VALUE,KEY=VALUE,...")
+            starts.append({k: float(v) for k, v in kvs})
+        tune(a.tune, a.storage, ov, worker_id=a.worker, starts=starts)
     elif a.ci:
         print(ci_table())
     elif a.rates:

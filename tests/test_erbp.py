@@ -675,6 +675,25 @@ def test_tune_starts_from_the_protocol_and_a_rerun_continues_the_study(tmp_path)
     assert X.tune(3, store, ov, work_dir=tmp_path / "w", log=lambda *_: None, worker_id="worker-2") == rows  # full: runs nothing
 
 
+def test_tune_queues_start_settings_after_the_reference(tmp_path):
+    """``starts`` (``--start``): a new study runs the reference first, then each given setting
+    exactly as given, before the sampler proposes anything; a setting that leaves out a tuned key
+    or lies outside the search space is refused before any training."""
+    from experiments import erbp_pimnist as X
+
+    ov = dict(dataset="digits", val=300, epochs=1, t_train=0.02, t_burnin=0.005, t_test=0.02, input_threshold=0.3, eval_batch=300,
+              lr_decay=0.7, gate_low=-1.0, gate_high=1.0, t_ref=3e-3, feedback_std_weight=7.0)
+    start = {"lr": 0.001143, "init_std_weight": 1.529}
+    rows = X.tune(2, tmp_path / "s.jsonl", ov, work_dir=tmp_path / "w", log=lambda *_: None, starts=[start])
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert rows[0]["params"] == pytest.approx({"lr": X.CONFIG["lr"], "init_std_weight": X.CONFIG["init_std_weight"]})
+    assert rows[1]["params"] == start  # to the last bit
+    with pytest.raises(ValueError, match=r"missing \['init_std_weight'\]"):
+        X.tune(1, tmp_path / "t.jsonl", ov, starts=[{"lr": 0.002}])
+    with pytest.raises(ValueError, match=r"outside the search space for \['lr'\]"):
+        X.tune(1, tmp_path / "t.jsonl", ov, starts=[{"lr": 0.5, "init_std_weight": 2.0}])
+
+
 def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
     """Hidden neurons 0-2 get no input (silent), 3-5 a current far above threshold, so they fire at
     the refractory-limited maximum: one spike every round(t_ref/dt) + 1 steps, i.e. 25 in 100 ms at
