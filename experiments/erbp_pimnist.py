@@ -785,6 +785,8 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
         tuner.study.enqueue_trial({k: float(ref[k]) for k in space})
         for st in starts:
             tuner.study.enqueue_trial({k: float(v) for k, v in st.items()})
+    elif starts:
+        log(f"tune: the study already has {len(tuner.study.trials)} trial(s), so the {len(starts)} start setting(s) are not queued")
 
     def evaluate(hp):
         params = {k: float(np.asarray(v)[0]) for k, v in hp.items()}

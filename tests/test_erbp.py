@@ -688,6 +688,9 @@ def test_tune_queues_start_settings_after_the_reference(tmp_path):
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
     assert rows[0]["params"] == pytest.approx({"lr": X.CONFIG["lr"], "init_std_weight": X.CONFIG["init_std_weight"]})
     assert rows[1]["params"] == start  # to the last bit
+    said = []  # on an existing study a start setting is not queued again, and the log says so
+    assert X.tune(2, tmp_path / "s.jsonl", ov, work_dir=tmp_path / "w", log=said.append, starts=[start]) == rows
+    assert any("not queued" in m for m in said)
     with pytest.raises(ValueError, match=r"missing \['init_std_weight'\]"):
         X.tune(1, tmp_path / "t.jsonl", ov, starts=[{"lr": 0.002}])
     with pytest.raises(ValueError, match=r"outside the search space for \['lr'\]"):
