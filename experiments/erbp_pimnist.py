@@ -869,9 +869,10 @@ if __name__ == "__main__":
         starts = []
         for st in a.start:
             kvs = [kv.split("=", 1) for kv in st.split(",")]
-            if any(len(kv) != 2 for kv in kvs):
-                ap.error(f"--start {st!r}: expected KEY=VALUE,KEY=VALUE,...")
-            starts.append({k: float(v) for k, v in kvs})
+            try:
+                starts.append({k: float(v) for k, v in kvs})
+            except ValueError:  # a pair without "=" does not unpack; a value that is no number does not convert
+                ap.error(f"--start {st!r}: expected KEY=NUMBER,KEY=NUMBER,...")
         tune(a.tune, a.storage, ov, worker_id=a.worker, starts=starts)
     elif a.ci:
         print(ci_table())
