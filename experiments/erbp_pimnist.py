@@ -71,7 +71,7 @@ CONFIG = dict(
     batch_size=10,
     n_train=0,  # 0 = all 60000 (less the validation split)
     val=0,  # > 0: hold out the last `val` training digits and evaluate on them instead of the test set
-    eval_train=0,  # > 0: also evaluate (test mode, no learning) the first `eval_train` training digits each epoch
+    eval_train=0,  # > 0: also evaluate (test mode, no learning) the first `eval_train` training digits (spiking: each epoch; baselines: at the end) -> train_err_pct
     n_test=0,  # 0 = all 10000
     seed=0,
     # spiking networks (eRBP, peRBP)
@@ -266,13 +266,17 @@ def hidden_rate_profile(path, n: int = 1000) -> dict:
     return {"split": split, **rate_profile(ecfg, params, np.asarray(x[:n]), jax.random.PRNGKey(cfg["seed"]))}
 
 
-def reevaluate(path, overrides: list[str]) -> dict:
+def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
     """Test the weights a spiking run saved (``<results>.params.npz``, next to its results file)
     again, with test-time ``KEY=VALUE`` overrides of its config (``t_test``, ``perbp_test``,
     ``test_noise``, ...; typed as ``--set`` does), on the split it was evaluated on (validation if it ran with ``val``), with the run's own
     evaluation key; nothing is trained.  ``python -m experiments.erbp_pimnist --reevaluate
-    RESULTS_JSON t_test=0.25``."""
+    RESULTS_JSON t_test=0.25``.  ``train_digits`` > 0 (``--train-digits N``) also scores the first
+    N digits of the training split the weights learned from (``train_err_pct``): how well the net
+    fits its own training data, against its held-out error."""
 
+    if int(train_digits) < 0:
+        raise ValueError(f"train_digits must be >= 0, got {train_digits}")
     cfg, ecfg, params, test, split = _load_saved(path, overrides)
     k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
     ev = erbp.make_evaluate(ecfg, cfg["eval_batch"])
@@ -280,7 +284,12 @@ def reevaluate(path, overrides: list[str]) -> dict:
     def err_of(xa, ya):
         return 100 * (1 - erbp.evaluation_summary(ev(params, jnp.asarray(xa), jnp.asarray(ya), k_eval), ev.steps, ecfg)["test_acc"])
 
-    return {"split": split, "overrides": overrides, f"{split}_err_pct": err_of(*test), f"{split}_err_pct_halves": halves_err_pct(err_of, test)}
+    out = {"split": split, "overrides": overrides, f"{split}_err_pct": err_of(*test), f"{split}_err_pct_halves": halves_err_pct(err_of, test)}
+    if train_digits:
+        train, _ = _data(cfg, "train")
+        n = min(int(train_digits), len(train[0]))
+        out.update(train_err_pct=err_of(train[0][:n], train[1][:n]), train_digits=n)
+    return out
 
 
 # The whole published table (every row and method); run() narrows CLAIMS to the row it ran.
@@ -482,6 +491,7 @@ def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
         f"{split}_err_pct": 100 * (1 - summary["test_acc"]),
         "history": history,
         "train_time_s": float(np.sum(history["epoch_time_s"])),
+        **({"train_err_pct": 100 * (1 - history["train_acc_eval"][-1]), "train_digits": n_et} if n_et else {}),
         "synops": summary,
         **({"perbp_test": perbp_test(cfg)} if method == "perbp" else {}),
         **other,
@@ -534,9 +544,17 @@ def _run_baseline(cfg, ctx, method, sizes, train, test, split="test"):
     hist[f"{split}_err_pct"] = [100 * (1 - a) for a in hist[f"{split}_acc"]]
     hist["train_samples_per_s"] = [len(train[0]) / t for t in hist["epoch_time_s"]]
     acc = hist[f"{split}_acc"][-1]
-    halves = halves_err_pct(lambda xa, ya: 100 * float(jnp.mean(jnp.argmax(predict(params, jnp.asarray(xa), None), -1) != jnp.asarray(ya))), test)
+    def err_of(xa, ya):
+        return 100 * float(jnp.mean(jnp.argmax(predict(params, jnp.asarray(xa), None), -1) != jnp.asarray(ya)))
+
+    halves = halves_err_pct(err_of, test)
     ctx.log(f"{split} error on its first / second half: {halves[0]:.2f}% / {halves[1]:.2f}%")
+    n_et = min(int(cfg["eval_train"]), len(train[0]))
+    fit = {"train_err_pct": err_of(train[0][:n_et], train[1][:n_et]), "train_digits": n_et} if n_et else {}
+    if n_et:  # how well the net fits the digits it learned from (no dropout), against the held-out error
+        ctx.log(f"error on the first {n_et} training digits: {fit['train_err_pct']:.2f}%")
     return {
+        **fit,
         f"{split}_acc": acc,
         f"{split}_err_pct": 100 * (1 - acc),
         f"{split}_err_pct_halves": halves,
@@ -850,6 +868,7 @@ if __name__ == "__main__":
     g.add_argument("--reanalyse", nargs="+", metavar="RESULTS_JSON")
     g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
     g.add_argument("--reevaluate", nargs="+", metavar="RESULTS_JSON [KEY=VALUE ...]", help="test saved weights again (see reevaluate)")
+    ap.add_argument("--train-digits", type=int, default=0, metavar="N", help="with --reevaluate: also score the first N training digits (train_err_pct)")
     g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
     g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
@@ -884,7 +903,7 @@ if __name__ == "__main__":
             print(f, reanalyse(f))
     elif a.reevaluate:
         f, *kvs = a.reevaluate
-        print(f, reevaluate(f, kvs))
+        print(f, reevaluate(f, kvs, a.train_digits))
     else:
         from spikejax.experiment import parse_overrides
 
