@@ -266,6 +266,58 @@ def hidden_rate_profile(path, n: int = 1000) -> dict:
     return {"split": split, **rate_profile(ecfg, params, np.asarray(x[:n]), jax.random.PRNGKey(cfg["seed"]))}
 
 
+def margin_summary(pred, y, mean_current, gate) -> dict:
+    """Where the output layer's errors sit relative to the boxcar gate ``(low, high)``.
+    ``pred``, ``y`` ``[n]`` int, ``mean_current [n, C]`` each output's synaptic current averaged
+    over the presentation.  For the misclassified digits: the fraction whose (wrong) winning output
+    is above the gate (no update can lower it), whose true output is below it (none can raise it),
+    or whose true output lies inside it, with quartiles of both currents; for the correct ones the
+    quartiles of the true output's current and the median of the runner-up's."""
+    pred, y, cur = np.asarray(pred), np.asarray(y), np.asarray(mean_current, dtype=np.float64)
+    if cur.ndim != 2 or pred.shape != y.shape or cur.shape[0] != y.shape[0]:
+        raise ValueError(f"margin_summary: pred {pred.shape}, y {y.shape}, mean_current {cur.shape} do not match ([n], [n], [n, C])")
+    lo, hi = gate
+    idx = np.arange(len(y))
+    wrong = pred != y
+    win, true = cur[idx, pred], cur[idx, y]
+    out = {"n": int(len(y)), "err_pct": 100 * float(wrong.mean())}
+    q = lambda v: [float(t) for t in np.percentile(v, [25, 50, 75])] if len(v) else []  # noqa: E731
+    if wrong.any():
+        out["errors"] = {
+            "winner_above_gate": float(np.mean(win[wrong] > hi)),
+            "true_below_gate": float(np.mean(true[wrong] < lo)),
+            "true_inside_gate": float(np.mean((true[wrong] >= lo) & (true[wrong] <= hi))),
+            "winner_current_quartiles": q(win[wrong]),
+            "true_current_quartiles": q(true[wrong]),
+        }
+    if (~wrong).any():
+        runner_up = np.sort(cur[~wrong], axis=1)[:, -2]
+        out["correct"] = {"true_current_quartiles": q(true[~wrong]), "runner_up_current_median": float(np.median(runner_up))}
+    return out
+
+
+def output_margins(path, n: int = 10000) -> dict:
+    """:func:`margin_summary` of a spiking run's saved weights on the first ``n`` digits of its
+    training split, presented in test mode (no learning), in the run's evaluation batches with its
+    evaluation key, so the decisions are those of ``--reevaluate --train-digits n``.
+    ``python -m experiments.erbp_pimnist --margins RESULTS_JSON --digits 10000``."""
+    cfg, ecfg, params, _, split = _load_saved(path)
+    (x, y), _ = _data(cfg, "train")
+    n, batch = min(int(n), len(x)), int(cfg["eval_batch"])
+    if n < batch or n % batch:
+        raise ValueError(f"{n} digits: need a positive multiple of the run's eval_batch={batch}")
+    k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
+
+    def one(xs_k):
+        xb, k = xs_k
+        _, o = erbp.present(ecfg, params, xb, None, k, train=False)
+        return erbp._decide_counts(o["out_spikes"], o["out_current"]), jnp.mean(o["out_current"], axis=0)
+
+    xs = jnp.asarray(x[:n]).reshape(n // batch, batch, -1)
+    pred, cur = jax.jit(lambda xs, ks: lax.map(one, (xs, ks)))(xs, jax.random.split(k_eval, n // batch))
+    return {"digits": "train", "gate": list(ecfg.gate), **margin_summary(np.asarray(pred).reshape(n), np.asarray(y[:n]), np.asarray(cur).reshape(n, -1), ecfg.gate)}
+
+
 def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
     """Test the weights a spiking run saved (``<results>.params.npz``, next to its results file)
     again, with test-time ``KEY=VALUE`` overrides of its config (``t_test``, ``perbp_test``,
@@ -871,6 +923,7 @@ if __name__ == "__main__":
     ap.add_argument("--train-digits", type=int, default=0, metavar="N", help="with --reevaluate: also score the first N training digits (train_err_pct)")
     g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
     g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
+    g.add_argument("--margins", nargs="+", metavar="RESULTS_JSON", help="where the output errors on training digits sit against the gate (see output_margins)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
     ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
     ap.add_argument("--start", action="append", default=[], metavar="K=V,K=V,...",
@@ -879,7 +932,7 @@ if __name__ == "__main__":
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
-    ap.add_argument("--digits", type=int, default=1000, help="--rates: digits presented")
+    ap.add_argument("--digits", type=int, default=1000, help="--rates, --margins: digits presented")
     a = ap.parse_args()
     if a.tune is not None:
         from spikejax.experiment import parse_overrides
@@ -898,6 +951,9 @@ if __name__ == "__main__":
     elif a.rates:
         for f in a.rates:
             print(f, json.dumps(hidden_rate_profile(f, a.digits)))
+    elif a.margins:
+        for f in a.margins:
+            print(f, json.dumps(output_margins(f, a.digits)))
     elif a.reanalyse:
         for f in a.reanalyse:
             print(f, reanalyse(f))

@@ -589,6 +589,11 @@ def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):
     assert round(fit["train_err_pct"] * 3) == pytest.approx(fit["train_err_pct"] * 3, abs=1e-3)
     with pytest.raises(ValueError, match="train_digits must be >= 0"):
         X.reevaluate(path, [], train_digits=-1)
+    # the output margins on the same digits make the same decisions (run's batches and key)
+    mg = X.output_margins(path, 1000)
+    assert mg["n"] == 1000 and mg["err_pct"] == pytest.approx(X.reevaluate(path, [], train_digits=1000)["train_err_pct"], abs=1e-4)
+    with pytest.raises(ValueError, match="multiple of the run's eval_batch=500"):
+        X.output_margins(path, 700)
     assert X.reevaluate(path, ["perbp_test=mean"])["test_err_pct"] == pytest.approx(m["test_err_pct_mean_test"], abs=1e-9)
     with pytest.raises(ValueError, match="unknown config key"):
         X.reevaluate(path, ["t_tset=0.2"])
@@ -619,6 +624,33 @@ def test_baseline_reports_its_fit_to_the_training_digits(tmp_path, monkeypatch):
                           out_dir=tmp_path / "all", quiet=True)
     m = json.loads(path.read_text())["metrics"]
     assert m["train_digits"] == m["n_train"]
+
+
+def test_margin_summary_by_hand():
+    """Five digits, three outputs, gate (-1, 1), worked by hand: digits 0 and 1 are right, 2-4 wrong.
+    Digit 2's wrong winner (output 0) sits at 1.5, above the gate; digit 3's true output at -2,
+    below it; digit 4's winner 0.2 and true output 0.1, both inside."""
+    from experiments.erbp_pimnist import margin_summary
+
+    y = np.array([0, 1, 1, 2, 0])
+    pred = np.array([0, 1, 0, 0, 1])
+    cur = np.array([[3.0, -1.0, -2.0],  # right: true 3, runner-up -1
+                    [-3.0, 2.0, 0.0],  # right: true 2, runner-up 0
+                    [1.5, 0.5, -1.0],  # wrong: winner 1.5 > 1, true 0.5
+                    [0.4, -0.5, -2.0],  # wrong: winner 0.4, true -2 < -1
+                    [0.1, 0.2, -3.0]])  # wrong: winner 0.2, true 0.1
+    m = margin_summary(pred, y, cur, (-1.0, 1.0))
+    assert m["n"] == 5 and m["err_pct"] == pytest.approx(60.0)
+    e = m["errors"]
+    assert e["winner_above_gate"] == pytest.approx(1 / 3)
+    assert e["true_below_gate"] == pytest.approx(1 / 3)
+    assert e["true_inside_gate"] == pytest.approx(2 / 3)
+    assert e["winner_current_quartiles"][1] == pytest.approx(0.4)  # median of 1.5, 0.4, 0.2
+    assert e["true_current_quartiles"][1] == pytest.approx(0.1)  # median of 0.5, -2, 0.1
+    assert m["correct"]["true_current_quartiles"][1] == pytest.approx(2.5)
+    assert m["correct"]["runner_up_current_median"] == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="do not match"):
+        margin_summary(pred, y, cur[:4], (-1.0, 1.0))
 
 
 def test_halves_error_splits_the_evaluation_set():
