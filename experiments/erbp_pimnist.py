@@ -266,13 +266,15 @@ def hidden_rate_profile(path, n: int = 1000) -> dict:
     return {"split": split, **rate_profile(ecfg, params, np.asarray(x[:n]), jax.random.PRNGKey(cfg["seed"]))}
 
 
-def margin_summary(pred, y, mean_current, gate) -> dict:
+def margin_summary(pred, y, mean_current, gate, counts=None) -> dict:
     """Where the output layer's errors sit relative to the boxcar gate ``(low, high)``.
     ``pred``, ``y`` ``[n]`` int, ``mean_current [n, C]`` each output's synaptic current averaged
     over the presentation.  For the misclassified digits: the fraction whose (wrong) winning output
     is above the gate (no update can lower it), whose true output is below it (none can raise it),
     or whose true output lies inside it, with quartiles of both currents; for the correct ones the
-    quartiles of the true output's current and the median of the runner-up's."""
+    quartiles of the true output's current and the median of the runner-up's.  With the output
+    spike ``counts [n, C]``: the fraction of errors on which no output fired (decided by the
+    current tie-break alone)."""
     pred, y, cur = np.asarray(pred), np.asarray(y), np.asarray(mean_current, dtype=np.float64)
     if cur.ndim != 2 or pred.shape != y.shape or cur.shape[0] != y.shape[0]:
         raise ValueError(f"margin_summary: pred {pred.shape}, y {y.shape}, mean_current {cur.shape} do not match ([n], [n], [n, C])")
@@ -290,6 +292,11 @@ def margin_summary(pred, y, mean_current, gate) -> dict:
             "winner_current_quartiles": q(win[wrong]),
             "true_current_quartiles": q(true[wrong]),
         }
+        if counts is not None:
+            counts = np.asarray(counts)
+            if counts.shape != cur.shape:
+                raise ValueError(f"margin_summary: counts {counts.shape} do not match mean_current {cur.shape}")
+            out["errors"]["all_outputs_silent"] = float(np.mean(counts[wrong].sum(axis=1) == 0))
     if (~wrong).any():
         runner_up = np.sort(cur[~wrong], axis=1)[:, -2]
         out["correct"] = {"true_current_quartiles": q(true[~wrong]), "runner_up_current_median": float(np.median(runner_up))}
@@ -311,11 +318,11 @@ def output_margins(path, n: int = 10000) -> dict:
     def one(xs_k):
         xb, k = xs_k
         _, o = erbp.present(ecfg, params, xb, None, k, train=False)
-        return erbp._decide_counts(o["out_spikes"], o["out_current"]), jnp.mean(o["out_current"], axis=0)
+        return erbp._decide_counts(o["out_spikes"], o["out_current"]), jnp.mean(o["out_current"], axis=0), jnp.sum(o["out_spikes"], axis=0)
 
     xs = jnp.asarray(x[:n]).reshape(n // batch, batch, -1)
-    pred, cur = jax.jit(lambda xs, ks: lax.map(one, (xs, ks)))(xs, jax.random.split(k_eval, n // batch))
-    return {"digits": "train", "gate": list(ecfg.gate), **margin_summary(np.asarray(pred).reshape(n), np.asarray(y[:n]), np.asarray(cur).reshape(n, -1), ecfg.gate)}
+    pred, cur, cnt = jax.jit(lambda xs, ks: lax.map(one, (xs, ks)))(xs, jax.random.split(k_eval, n // batch))
+    return {"digits": "train", "gate": list(ecfg.gate), **margin_summary(np.asarray(pred).reshape(n), np.asarray(y[:n]), np.asarray(cur).reshape(n, -1), ecfg.gate, np.asarray(cnt).reshape(n, -1))}
 
 
 def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:

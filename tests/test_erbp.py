@@ -649,8 +649,13 @@ def test_margin_summary_by_hand():
     assert e["true_current_quartiles"][1] == pytest.approx(0.1)  # median of 0.5, -2, 0.1
     assert m["correct"]["true_current_quartiles"][1] == pytest.approx(2.5)
     assert m["correct"]["runner_up_current_median"] == pytest.approx(-0.5)
+    # output spike counts: on digit 4 no output fired (one of the three errors)
+    counts = np.array([[9, 0, 0], [0, 8, 1], [5, 2, 0], [3, 0, 0], [0, 0, 0]])
+    assert margin_summary(pred, y, cur, (-1.0, 1.0), counts)["errors"]["all_outputs_silent"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="do not match"):
         margin_summary(pred, y, cur[:4], (-1.0, 1.0))
+    with pytest.raises(ValueError, match="counts"):
+        margin_summary(pred, y, cur, (-1.0, 1.0), counts[:, :2])
 
 
 def test_halves_error_splits_the_evaluation_set():
