@@ -308,7 +308,7 @@ def output_margins(path, n: int = 10000) -> dict:
     training split, presented in test mode (no learning), in the run's evaluation batches with its
     evaluation key, so the decisions are those of ``--reevaluate --train-digits n``.
     ``python -m experiments.erbp_pimnist --margins RESULTS_JSON --digits 10000``."""
-    cfg, ecfg, params, _, split = _load_saved(path)
+    cfg, ecfg, params, _, _ = _load_saved(path)
     (x, y), _ = _data(cfg, "train")
     n, batch = min(int(n), len(x)), int(cfg["eval_batch"])
     if n < batch or n % batch:
@@ -603,6 +603,7 @@ def _run_baseline(cfg, ctx, method, sizes, train, test, split="test"):
     hist[f"{split}_err_pct"] = [100 * (1 - a) for a in hist[f"{split}_acc"]]
     hist["train_samples_per_s"] = [len(train[0]) / t for t in hist["epoch_time_s"]]
     acc = hist[f"{split}_acc"][-1]
+
     def err_of(xa, ya):
         return 100 * float(jnp.mean(jnp.argmax(predict(params, jnp.asarray(xa), None), -1) != jnp.asarray(ya)))
 
@@ -687,6 +688,8 @@ def run(cfg, ctx):
     method = cfg["method"]
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if int(cfg["eval_train"]) < 0:
+        raise ValueError(f"eval_train must be >= 0 (0: off), got {cfg['eval_train']}")
     train, val = _data(cfg, "train")
     sizes = parse_arch(cfg["arch"], train[0].shape[1])
     if val is None:
@@ -941,6 +944,8 @@ if __name__ == "__main__":
     ap.add_argument("--samples", type=int, default=20000)
     ap.add_argument("--digits", type=int, default=1000, help="--rates, --margins: digits presented")
     a = ap.parse_args()
+    if a.train_digits and not a.reevaluate:
+        ap.error("--train-digits goes with --reevaluate")
     if a.tune is not None:
         from spikejax.experiment import parse_overrides
 

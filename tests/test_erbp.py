@@ -624,6 +624,8 @@ def test_baseline_reports_its_fit_to_the_training_digits(tmp_path, monkeypatch):
                           out_dir=tmp_path / "all", quiet=True)
     m = json.loads(path.read_text())["metrics"]
     assert m["train_digits"] == m["n_train"]
+    with pytest.raises(ValueError, match="eval_train must be >= 0"):
+        run_experiment(experiments.load("erbp_pimnist"), quick=True, overrides=["method=bp", "eval_train=-1"], out_dir=tmp_path / "bad", quiet=True)
 
 
 def test_margin_summary_by_hand():
