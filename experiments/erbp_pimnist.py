@@ -229,26 +229,33 @@ def _load_saved(path, overrides=()):
     return cfg, erbp_config(cfg, sizes, m["method"]), params, test, split
 
 
+def map_digits(fn, x, key, batch: int, what: str = "batch"):
+    """Apply ``fn(xb [batch, n_in], k) -> pytree of [batch, ...]`` to the digits ``x [n, n_in]``
+    ``batch`` at a time, in one jitted ``lax.map``, with one key per batch (``split(key, n // batch)``,
+    the keys :func:`spikejax.erbp.make_evaluate` gives its batches); returns the pytree with the
+    per-digit arrays joined to ``[n, ...]``.  ``what`` names the batch size in the error."""
+    n = len(x)
+    if n < batch or n % batch:
+        raise ValueError(f"{n} digits: need a positive multiple of {what}={batch}")
+    xs = jnp.asarray(x).reshape(n // batch, batch, -1)
+    out = jax.jit(lambda xs, ks: lax.map(lambda a: fn(*a), (xs, ks)))(xs, jax.random.split(key, n // batch))
+    return jax.tree_util.tree_map(lambda a: np.asarray(a).reshape((n,) + a.shape[2:]), out)
+
+
 def rate_profile(ecfg: erbp.ERBPConfig, params: erbp.ERBPParams, x, key, batch: int = 100) -> dict:
     """How graded the hidden layers are: present the digits ``x [n, 784]`` (test presentations,
     ``batch`` at a time) and count each hidden neuron's spikes per digit.  Per layer: the fraction
     of (digit, neuron) pairs that are silent, that fire at 80% or more of the refractory-limited
     maximum (one spike every ``round(t_ref / dt) + 1`` steps), and in between, and the quartiles of
     the rate (Hz)."""
-    n = len(x)
-    if n < batch or n % batch:
-        raise ValueError(f"{n} digits: need a positive multiple of batch={batch}")
     steps = ecfg.n_test_steps
     max_count = -(-steps // (int(round(ecfg.t_ref / ecfg.dt)) + 1))
 
-    def batch_counts(xs_k):  # spikes per (digit, hidden neuron) of one batch, per hidden layer
-        xb, k = xs_k
+    def batch_counts(xb, k):  # spikes per (digit, hidden neuron) of one batch, per hidden layer
         return tuple(jnp.sum(s, axis=0) for s in erbp.present(ecfg, params, xb, key=k, record=True)[1]["layer_spikes"][:-1])
 
-    xs = jnp.asarray(x).reshape(n // batch, batch, -1)
-    per_batch = jax.jit(lambda xs, ks: lax.map(batch_counts, (xs, ks)))(xs, jax.random.split(key, n // batch))
-    counts = [np.asarray(c).reshape(n, -1) for c in per_batch]
-    out = {"n": n, "max_rate_hz": max_count / (steps * ecfg.dt)}
+    counts = map_digits(batch_counts, x, key, batch)
+    out = {"n": len(x), "max_rate_hz": max_count / (steps * ecfg.dt)}
     for j, c in enumerate(counts):
         out[f"hidden{j + 1}"] = {
             "silent": float(np.mean(c == 0)),
@@ -278,6 +285,8 @@ def margin_summary(pred, y, mean_current, gate, counts=None) -> dict:
     pred, y, cur = np.asarray(pred), np.asarray(y), np.asarray(mean_current, dtype=np.float64)
     if cur.ndim != 2 or pred.shape != y.shape or cur.shape[0] != y.shape[0]:
         raise ValueError(f"margin_summary: pred {pred.shape}, y {y.shape}, mean_current {cur.shape} do not match ([n], [n], [n, C])")
+    if counts is not None and np.shape(counts) != cur.shape:
+        raise ValueError(f"margin_summary: counts {np.shape(counts)} do not match mean_current {cur.shape}")
     lo, hi = gate
     idx = np.arange(len(y))
     wrong = pred != y
@@ -293,10 +302,7 @@ def margin_summary(pred, y, mean_current, gate, counts=None) -> dict:
             "true_current_quartiles": q(true[wrong]),
         }
         if counts is not None:
-            counts = np.asarray(counts)
-            if counts.shape != cur.shape:
-                raise ValueError(f"margin_summary: counts {counts.shape} do not match mean_current {cur.shape}")
-            out["errors"]["all_outputs_silent"] = float(np.mean(counts[wrong].sum(axis=1) == 0))
+            out["errors"]["all_outputs_silent"] = float(np.mean(np.asarray(counts)[wrong].sum(axis=1) == 0))
     if (~wrong).any():
         runner_up = np.sort(cur[~wrong], axis=1)[:, -2]
         out["correct"] = {"true_current_quartiles": q(true[~wrong]), "runner_up_current_median": float(np.median(runner_up))}
@@ -310,19 +316,15 @@ def output_margins(path, n: int = 10000) -> dict:
     ``python -m experiments.erbp_pimnist --margins RESULTS_JSON --digits 10000``."""
     cfg, ecfg, params, _, _ = _load_saved(path)
     (x, y), _ = _data(cfg, "train")
-    n, batch = min(int(n), len(x)), int(cfg["eval_batch"])
-    if n < batch or n % batch:
-        raise ValueError(f"{n} digits: need a positive multiple of the run's eval_batch={batch}")
+    n = min(int(n), len(x))
     k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
 
-    def one(xs_k):
-        xb, k = xs_k
+    def one(xb, k):
         _, o = erbp.present(ecfg, params, xb, None, k, train=False)
         return erbp._decide_counts(o["out_spikes"], o["out_current"]), jnp.mean(o["out_current"], axis=0), jnp.sum(o["out_spikes"], axis=0)
 
-    xs = jnp.asarray(x[:n]).reshape(n // batch, batch, -1)
-    pred, cur, cnt = jax.jit(lambda xs, ks: lax.map(one, (xs, ks)))(xs, jax.random.split(k_eval, n // batch))
-    return {"digits": "train", "gate": list(ecfg.gate), **margin_summary(np.asarray(pred).reshape(n), np.asarray(y[:n]), np.asarray(cur).reshape(n, -1), ecfg.gate, np.asarray(cnt).reshape(n, -1))}
+    pred, cur, cnt = map_digits(one, x[:n], k_eval, int(cfg["eval_batch"]), what="the run's eval_batch")
+    return {"digits": "train", "gate": list(ecfg.gate), **margin_summary(pred, np.asarray(y[:n]), cur, ecfg.gate, cnt)}
 
 
 def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:

@@ -658,6 +658,8 @@ def test_margin_summary_by_hand():
         margin_summary(pred, y, cur[:4], (-1.0, 1.0))
     with pytest.raises(ValueError, match="counts"):
         margin_summary(pred, y, cur, (-1.0, 1.0), counts[:, :2])
+    with pytest.raises(ValueError, match="counts"):  # checked even when there is no error to use them on
+        margin_summary(y, y, cur, (-1.0, 1.0), counts[:, :2])
 
 
 def test_halves_error_splits_the_evaluation_set():
