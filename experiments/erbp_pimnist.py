@@ -357,6 +357,41 @@ def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
 CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
 
 
+def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: int = 10000, log=print) -> list:
+    """The rate twin (:func:`spikejax.erbp.train_rate_twin`) of the spiking run that ``overrides``
+    (``KEY=VALUE`` as for ``--set``) describe: the same architecture, initial weights and feedback
+    (the run's ``k_init`` key), input code, gate, label rate, epochs, minibatch and ``lr_decay``,
+    trained without spikes for every learning rate in ``lrs`` in one vmapped program (the spiking
+    ``lr`` is not used: the twin's rates and currents are not scaled like the spiking rule's, so its
+    learning rate has to be scanned).  Scored on the evaluation split of the run (validation when
+    ``val`` > 0, else the test set) and on its first ``train_digits`` training digits.  Returns one
+    row per learning rate: ``{"lr", "train_err_pct", "<split>_err_pct"}``.
+    ``python -m experiments.erbp_pimnist --twin --set val=5000 --lrs 1e-3,2e-3,3e-3``."""
+    from spikejax.experiment import parse_overrides
+
+    cfg = parse_overrides(CONFIG, overrides)
+    if int(train_digits) < 0:
+        raise ValueError(f"train_digits must be >= 0, got {train_digits}")
+    (train, val) = _data(cfg, "train")
+    split, test = ("val", val) if val is not None else ("test", _data(cfg, "test"))
+    sizes = parse_arch(cfg["arch"], train[0].shape[1])
+    ecfg = erbp_config(cfg, sizes, cfg["method"])
+    k_init, k_train = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[:2]
+    params = erbp.init_erbp(k_init, ecfg)
+    batch = cfg["batch_size"]
+    w = erbp.train_rate_twin(ecfg, params, train[0], train[1], lrs=lrs, epochs=cfg["epochs"], batch_size=batch,
+                             lr_decay=cfg["lr_decay"], key=k_train, optimizer=optimizer, log=log)
+    n_tr = min(int(train_digits), len(train[0]))
+    rows = []
+    for i, lr in enumerate(np.asarray(lrs, float).reshape(-1)):
+        wi = tuple(a[i] for a in w)
+        row = {"lr": float(lr), f"{split}_err_pct": erbp.twin_errors(ecfg, wi, *test)}
+        if n_tr:
+            row["train_err_pct"] = erbp.twin_errors(ecfg, wi, train[0][:n_tr], train[1][:n_tr])
+        rows.append(row)
+    return rows
+
+
 def result_tag(cfg) -> str:
     """``<arch>-<method>`` for a table row (``-noblank`` added for peRBP with
     ``blank_updates=False``); a validation run (``val`` > 0) or another training seed
@@ -932,22 +967,26 @@ if __name__ == "__main__":
     g.add_argument("--reanalyse", nargs="+", metavar="RESULTS_JSON")
     g.add_argument("--seed-scan", nargs="*", metavar="KEY=VALUE", help="CONFIG overrides (see seed_scan)")
     g.add_argument("--reevaluate", nargs="+", metavar="RESULTS_JSON [KEY=VALUE ...]", help="test saved weights again (see reevaluate)")
-    ap.add_argument("--train-digits", type=int, default=0, metavar="N", help="with --reevaluate: also score the first N training digits (train_err_pct)")
+    ap.add_argument("--train-digits", type=int, default=None, metavar="N",
+                    help="with --reevaluate: also score the first N training digits (train_err_pct); with --twin: how many (default 10000)")
     g.add_argument("--ci", action="store_true", help="test errors of the committed rows with binomial confidence intervals (see ci_table)")
     g.add_argument("--rates", nargs="+", metavar="RESULTS_JSON", help="how graded the hidden layers of saved weights are (see hidden_rate_profile)")
     g.add_argument("--margins", nargs="+", metavar="RESULTS_JSON", help="where the output errors on training digits sit against the gate (see output_margins)")
     g.add_argument("--tune", type=int, metavar="N_TRIALS", help="Bayesian optimisation on the validation split (see tune)")
+    g.add_argument("--twin", action="store_true", help="train the rate twin of the run that --set describes (see rate_twin)")
+    ap.add_argument("--lrs", default="1e-3,2e-3,3e-3", help="--twin: learning rates, trained together in one vmapped program")
+    ap.add_argument("--optimizer", default="rule", choices=("rule", "adam"), help="--twin: apply the rule's summed update, or feed it to Adam")
     ap.add_argument("--storage", default="results/erbp_tune-784-100-10-perbp.jsonl", help="--tune: Optuna journal file")
     ap.add_argument("--start", action="append", default=[], metavar="K=V,K=V,...",
                     help="--tune: a setting of every tuned key, queued after the reference in a new study")
     ap.add_argument("--worker", default="worker-0", help="--tune: this worker's id (one per process sharing a study)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune: CONFIG overrides")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune, --twin: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
     ap.add_argument("--digits", type=int, default=1000, help="--rates, --margins: digits presented")
     a = ap.parse_args()
-    if a.train_digits and not a.reevaluate:
-        ap.error("--train-digits goes with --reevaluate")
+    if a.train_digits is not None and not (a.reevaluate or a.twin):
+        ap.error("--train-digits goes with --reevaluate or --twin")
     if a.tune is not None:
         from spikejax.experiment import parse_overrides
 
@@ -960,6 +999,13 @@ if __name__ == "__main__":
             except ValueError:  # a pair without "=" does not unpack; a value that is no number does not convert
                 ap.error(f"--start {st!r}: expected KEY=NUMBER,KEY=NUMBER,...")
         tune(a.tune, a.storage, ov, worker_id=a.worker, starts=starts)
+    elif a.twin:
+        try:
+            lrs = [float(v) for v in a.lrs.split(",")]
+        except ValueError:
+            ap.error(f"--lrs {a.lrs!r}: expected NUMBER,NUMBER,...")
+        for row in rate_twin(a.overrides, lrs, a.optimizer, 10000 if a.train_digits is None else a.train_digits):
+            print(json.dumps(row))
     elif a.ci:
         print(ci_table())
     elif a.rates:
@@ -973,7 +1019,7 @@ if __name__ == "__main__":
             print(f, reanalyse(f))
     elif a.reevaluate:
         f, *kvs = a.reevaluate
-        print(f, reevaluate(f, kvs, a.train_digits))
+        print(f, reevaluate(f, kvs, a.train_digits or 0))
     else:
         from spikejax.experiment import parse_overrides
 

@@ -111,6 +111,10 @@ __all__ = [
     "run_presentation",
     "rate_forward",
     "rate_updates",
+    "train_rate_twin",
+    "twin_errors",
+    "twin_input",
+    "RATE_ACTIVATIONS",
     "init_mlp_params",
     "random_feedback",
     "fa_matmul",
@@ -679,10 +683,20 @@ __all__.append("evaluation_summary")
 # Rate version of the rule (spikes replaced by rates): direction checks against the gradient
 
 
-def rate_forward(cfg: ERBPConfig, params: ERBPParams, x):
-    """Rate proxy of the network: ``a_l = r_{l-1} @ W_l``, ``r_l = clip(a_l, g_low, g_high)`` (so
-    ``dr/da`` is exactly the boxcar gate).  Returns ``(rates [r_0 = x, ..., r_L], currents [a_1..a_L])``."""
-    lo, hi = cfg.gate
+RATE_ACTIVATIONS = ("gate", "rate")
+
+
+def rate_forward(cfg: ERBPConfig, params: ERBPParams, x, activation: str = "gate"):
+    """Rate proxy of the network: ``a_l = r_{l-1} @ W_l`` and ``r_l = f(a_l)``.  Returns
+    ``(rates [r_0 = x, ..., r_L], currents [a_1..a_L])``.
+
+    ``activation``: ``"gate"`` is ``f(a) = clip(a, g_low, g_high)``, so that ``dr/da`` is exactly the
+    boxcar gate and the rule is a true gradient when ``G = W^T`` (the direction tests).  ``"rate"``
+    is ``f(a) = clip(a, 0, 1)``: a firing rate that is zero below rest and saturates, in units of
+    ``1/tau_syn`` (a train of that rate through a weight ``w`` holds the synaptic current at ``w``
+    on average; 250 Hz with the 4 ms synapse), the rate twin of :func:`train_rate_twin`."""
+    check_choice("activation", activation, set(RATE_ACTIVATIONS))
+    lo, hi = (cfg.gate if activation == "gate" else (0.0, 1.0))
     r, rates, currents = jnp.asarray(x), [jnp.asarray(x)], []
     for w in params.w:
         a = r @ w
@@ -692,12 +706,13 @@ def rate_forward(cfg: ERBPConfig, params: ERBPParams, x):
     return rates, currents
 
 
-def rate_updates(cfg: ERBPConfig, params: ERBPParams, x, target):
+def rate_updates(cfg: ERBPConfig, params: ERBPParams, x, target, activation: str = "gate"):
     """The eRBP update with spikes replaced by rates (same three-factor rule, summed over the batch):
     ``dW_l = lr * r_{l-1}^T @ (boxcar(a_l) * U_l)`` with ``U_out = target - r_L`` and
-    ``U_l = U_out @ G_l`` for hidden layers.  Returns a tuple of ``dW`` like ``params.w``."""
+    ``U_l = U_out @ G_l`` for hidden layers; rates from :func:`rate_forward` with ``activation``.
+    Returns a tuple of ``dW`` like ``params.w``."""
     params = check_params(cfg, params)
-    rates, currents = rate_forward(cfg, params, x)
+    rates, currents = rate_forward(cfg, params, x, activation)
     e = jnp.asarray(target) - rates[-1]
     rule = erbp_rule(cfg.lr)
     lo, hi = cfg.gate
@@ -710,6 +725,90 @@ def rate_updates(cfg: ERBPConfig, params: ERBPParams, x, target):
         _, dw = rule.step(empty, rates[l], None, U, dt=cfg.dt, post_value=boxcar_gate(currents[l], lo, hi))
         dws.append(dw)
     return tuple(dws)
+
+
+def twin_input(cfg: ERBPConfig, x):
+    """Input rates of the rate twin, in units of ``1/tau_syn``: the binary code's ``input_rate``
+    above ``input_threshold`` (``"binary"``), or ``clip(x, 0, 1) * input_rate`` (``"poisson"``)."""
+    x = jnp.asarray(x)
+    unit = cfg.input_rate * cfg.tau_syn
+    if cfg.input_code == "binary":
+        return jnp.where(x > cfg.input_threshold, unit, 0.0).astype(x.dtype)
+    if cfg.input_code == "poisson":
+        return (jnp.clip(x, 0.0, 1.0) * unit).astype(x.dtype)
+    raise ValueError(f"train_rate_twin: input_code {cfg.input_code!r} has no rate twin (use 'binary' or 'poisson')")
+
+
+def twin_errors(cfg: ERBPConfig, w, x, y, batch: int = 5000) -> float:
+    """Error (%) of rate-twin weights ``w`` (a tuple like ``ERBPParams.w``) on digits ``x``, labels
+    ``y``: the output with the largest current wins (the rates saturate, so ties are broken as the
+    spiking decision breaks them)."""
+    x, y = np.asarray(x), np.asarray(y)
+    fwd = jax.jit(lambda xb: rate_forward(cfg, ERBPParams(tuple(w), ()), twin_input(cfg, xb), "rate")[1][-1])
+    wrong = sum(int(jnp.sum(jnp.argmax(fwd(x[i : i + batch]), -1) != y[i : i + batch])) for i in range(0, len(x), batch))
+    return 100.0 * wrong / max(len(x), 1)
+
+
+def train_rate_twin(cfg: ERBPConfig, params: ERBPParams, x, y, *, lrs, epochs: int, batch_size: int, lr_decay: float = 1.0,
+                    key, optimizer: str = "rule", log=None):
+    """Train the **rate twin** of an eRBP network: the rule of :func:`rate_updates` with
+    ``activation="rate"`` (no spikes, no time steps, no coins), on minibatches of ``batch_size``
+    digits, one vmapped program for every learning rate in ``lrs``.
+
+    What is kept from the spiking network: the architecture, the initial weights and the fixed
+    feedback ``params``, the input code (:func:`twin_input`), the boxcar gate ``cfg.gate`` on every
+    layer, the rate-matching error ``label - rate`` with the label at ``label_rate``, and the
+    learning-rate schedule ``lr * lr_decay**epoch``.  ``optimizer="rule"`` applies the summed
+    update ``lr * dW`` as the spiking rule does; ``"adam"`` feeds ``-dW / batch_size`` to
+    ``optax.adam(lr)`` instead, to see how far a better optimiser of the same update would go.
+
+    It answers, in seconds, whether a shortfall of the spiking network is already in its rule at
+    the rate level (compare its error with the spiking run's) or comes from the spikes.  Returns the
+    weights, a tuple like ``params.w`` with a leading axis over ``lrs``."""
+    check_choice("optimizer", optimizer, {"rule", "adam"})
+    check_positive("lr_decay", lr_decay)
+    lrs = jnp.asarray(np.asarray(lrs, np.float32).reshape(-1))
+    if lrs.size == 0 or bool(jnp.any(lrs <= 0)):
+        raise ValueError(f"train_rate_twin: lrs must be positive learning rates, got {np.asarray(lrs).tolist()}")
+    if int(epochs) < 1 or int(batch_size) < 1:
+        raise ValueError(f"train_rate_twin: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    params = check_params(cfg, params)
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
+    if x.ndim != 2 or x.shape[1] != cfg.sizes[0] or y.shape != (x.shape[0],):
+        raise ValueError(f"train_rate_twin: x must be [n, {cfg.sizes[0]}] with labels y [n], got {x.shape} and {y.shape}")
+    n = int(x.shape[0]) // int(batch_size)
+    if n < 1:
+        raise ValueError(f"train_rate_twin: {x.shape[0]} digits do not fill one minibatch of {batch_size}")
+    unit_cfg = dataclasses.replace(cfg, lr=1.0)
+    label = cfg.label_rate * cfg.tau_syn
+    tx = optax.adam(1.0) if optimizer == "adam" else optax.identity()
+
+    def epoch(carry, lr, k):
+        def body(c, idx):
+            w, st = c
+            xb = twin_input(cfg, x[idx])
+            dw = rate_updates(unit_cfg, ERBPParams(w, params.g), xb, jax.nn.one_hot(y[idx], cfg.n_out, dtype=xb.dtype) * label, "rate")
+            if optimizer == "adam":
+                with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats
+                    u, st = tx.update(tuple(-d / batch_size for d in dw), st, w)
+                dw = u  # Adam's descent step on the loss whose gradient is -dW / batch
+            return (tuple(wl + lr * d for wl, d in zip(w, dw)), st), None
+
+        perm = jax.random.permutation(k, x.shape[0])[: n * batch_size].reshape(n, batch_size)
+        carry, _ = lax.scan(body, carry, perm)
+        return carry
+
+    run = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None)))
+    stack = lambda t: jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (lrs.size,) + a.shape), t)
+    with jax.numpy_dtype_promotion("standard"):
+        carry = (stack(tuple(params.w)), stack(tx.init(tuple(params.w))))
+    for e in range(int(epochs)):
+        key, k = jax.random.split(key)
+        carry = run(carry, lrs * float(lr_decay) ** e, k)
+        if log is not None:
+            log(f"rate twin: epoch {e + 1}/{epochs} done")
+    return carry[0]
 
 
 # ---------------------------------------------------------------------------------------------

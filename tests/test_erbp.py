@@ -2,6 +2,7 @@
 blank-out gating of updates, online learning with batch size 1, SynOps accounting, input checks,
 and the non-spiking baselines."""
 
+import dataclasses
 import json
 
 import jax
@@ -73,6 +74,101 @@ def test_rate_erbp_with_random_feedback_is_positive_but_smaller(key):
         g = erbp.centred_feedback(jax.random.uniform(jax.random.PRNGKey(100 + s), (4, 9), jnp.float32, -1, 1))
         cos.append(float(cosine(erbp.rate_updates(cfg, ERBPParams(params.w, (g,)), x, target), grad)))
     assert all(0.0 < c < exact - 1e-3 for c in cos), cos
+
+
+def test_rate_activation_is_a_saturating_rate_and_follows_its_gradient_inside_it(key):
+    cfg, params, x, target = _rate_problem(key)
+    # positive weights on positive inputs: every current inside (0, 1), where clip(a, 0, 1) = a
+    params = ERBPParams(tuple(jnp.abs(w) / w.shape[0] for w in params.w), params.g)
+    rates, currents = erbp.rate_forward(cfg, params, x, "rate")
+    assert all(0.0 < float(jnp.min(a)) and float(jnp.max(a)) < 1.0 for a in currents)
+    # by hand outside (0, 1): a rate is zero below rest and saturates at 1
+    big = ERBPParams(tuple(3.0 * w * w.shape[0] for w in params.w), params.g)
+    r_big, a_big = erbp.rate_forward(cfg, big, x, "rate")
+    np.testing.assert_array_equal(np.asarray(r_big[1]), np.clip(np.asarray(a_big[0]), 0.0, 1.0))
+    assert float(jnp.max(r_big[1])) == 1.0
+
+    def neg_grad(ws):
+        def loss(ws):
+            h = x
+            for w in ws:
+                h = jnp.clip(h @ w, 0.0, 1.0)
+            return 0.5 * jnp.sum((target - h) ** 2)
+
+        return jax.tree_util.tree_map(lambda g: -g, jax.grad(loss)(ws))
+
+    upd = erbp.rate_updates(cfg, ERBPParams(params.w, (params.w[1].T,)), x, target, "rate")
+    for u, g in zip(upd, neg_grad(params.w)):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(g), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        erbp.rate_forward(cfg, params, x, "relu")
+
+
+def _twin_problem(n=200, seed=0):
+    x, y = _tiny_task(seed, n)
+    cfg = ERBPConfig(sizes=(20, 16, 2), input_threshold=0.5)
+    return cfg, erbp.init_erbp(jax.random.PRNGKey(0), cfg), x, y
+
+
+def test_rate_twin_rule_step_is_the_summed_update_and_vmap_matches_single_runs():
+    cfg, params, x, y = _twin_problem(n=50)
+    # one epoch of one minibatch holding every digit: w1 = w0 + lr * dW, with dW computed by hand
+    # (numpy) from the twin's input code (binary at input_rate * tau_syn = 1) and rate activation
+    w = erbp.train_rate_twin(cfg, params, x, y, lrs=[0.01, 0.03], epochs=1, batch_size=50, key=jax.random.PRNGKey(1))
+    xi = (np.asarray(x) > 0.5).astype(np.float32)
+    w0, w1 = (np.asarray(a) for a in params.w)
+    a1 = xi @ w0
+    h = np.clip(a1, 0, 1)
+    a2 = h @ w1
+    e = np.eye(2, dtype=np.float32)[np.asarray(y)] - np.clip(a2, 0, 1)
+    lo, hi = cfg.gate
+    gate = lambda a: ((a > lo) & (a < hi)).astype(np.float32)
+    d1 = xi.T @ (gate(a1) * (e @ np.asarray(params.g[0])))
+    d2 = h.T @ (gate(a2) * e)
+    for i, lr in enumerate([0.01, 0.03]):
+        np.testing.assert_allclose(np.asarray(w[0][i]), w0 + lr * d1, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(w[1][i]), w1 + lr * d2, rtol=1e-5, atol=1e-6)
+    # several epochs and minibatches: each learning rate of the vmapped program as if run alone
+    many = erbp.train_rate_twin(cfg, params, x, y, lrs=[0.01, 0.03], epochs=3, batch_size=10, lr_decay=0.8, key=jax.random.PRNGKey(2))
+    alone = erbp.train_rate_twin(cfg, params, x, y, lrs=[0.03], epochs=3, batch_size=10, lr_decay=0.8, key=jax.random.PRNGKey(2))
+    for a, b in zip(many, alone):
+        np.testing.assert_allclose(np.asarray(a[1]), np.asarray(b[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_rate_twin_adam_first_step_is_lr_times_the_sign_of_the_update():
+    # Adam's first step is lr * m / sqrt(v) = lr * sign(g) (bias-corrected, eps aside): the twin must
+    # move each weight by lr in the direction of the rule's update dW, not against it
+    cfg, params, x, y = _twin_problem(n=50)
+    lr = 1e-3
+    w = erbp.train_rate_twin(cfg, params, x, y, lrs=[lr], epochs=1, batch_size=50, key=jax.random.PRNGKey(1), optimizer="adam")
+    dw = erbp.rate_updates(dataclasses.replace(cfg, lr=1.0), params, erbp.twin_input(cfg, x), jax.nn.one_hot(y, 2), "rate")
+    for l in range(2):
+        step = np.asarray(w[l][0]) - np.asarray(params.w[l])
+        big = np.abs(np.asarray(dw[l])) > 1e-3
+        assert big.sum() > 20
+        np.testing.assert_allclose(step[big], lr * np.sign(np.asarray(dw[l]))[big], rtol=1e-3)
+
+
+def test_rate_twin_learns_a_separable_task_and_refuses_bad_input():
+    cfg, params, x, y = _twin_problem(n=400)
+    xt, yt = _tiny_task(1, 400)
+    before = erbp.twin_errors(cfg, params.w, xt, yt)
+    w = erbp.train_rate_twin(cfg, params, x, y, lrs=[0.02], epochs=3, batch_size=10, key=jax.random.PRNGKey(3))
+    after = erbp.twin_errors(cfg, tuple(a[0] for a in w), xt, yt)
+    assert before > 20.0 and after < 3.0, (before, after)
+    kw = dict(epochs=1, batch_size=10, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="lrs must be positive"):
+        erbp.train_rate_twin(cfg, params, x, y, lrs=[], **kw)
+    with pytest.raises(ValueError, match="lrs must be positive"):
+        erbp.train_rate_twin(cfg, params, x, y, lrs=[0.1, -0.1], **kw)
+    with pytest.raises(ValueError, match="optimizer"):
+        erbp.train_rate_twin(cfg, params, x, y, lrs=[0.1], optimizer="sgd", **kw)
+    with pytest.raises(ValueError, match=r"x must be \[n, 20\]"):
+        erbp.train_rate_twin(cfg, params, x[:, :5], y, lrs=[0.1], **kw)
+    with pytest.raises(ValueError, match="do not fill one minibatch"):
+        erbp.train_rate_twin(cfg, params, x[:5], y[:5], lrs=[0.1], **kw)
+    with pytest.raises(ValueError, match="no rate twin"):
+        erbp.train_rate_twin(dataclasses.replace(cfg, input_code="srm0"), params, x, y, lrs=[0.1], **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,6 +657,23 @@ def test_test_noise_switch_only_affects_test_presentations(key):
     p_on, _ = erbp.present(on, params, x, y, jax.random.PRNGKey(1), train=True)
     for u, v in zip(p_off.w, p_on.w):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_rate_twin_of_a_run_learns_the_digits_on_its_split():
+    """``--twin``: the rate twin of the quick digits run, three learning rates in one program, scored
+    on the run's validation split and its first training digits (chance is 90% error)."""
+    from experiments import erbp_pimnist as X
+
+    ov = ["dataset=digits", "input_threshold=0.3", "val=300", "batch_size=10", "epochs=5", "method=perbp"]
+    rows = X.rate_twin(ov, [0.003, 0.01], train_digits=500, log=None)
+    assert [r["lr"] for r in rows] == pytest.approx([0.003, 0.01])
+    assert set(rows[0]) == {"lr", "val_err_pct", "train_err_pct"}
+    best = min(rows, key=lambda r: r["val_err_pct"])
+    assert best["val_err_pct"] < 15.0 and best["train_err_pct"] < 10.0, rows
+    # errors are counts of whole digits
+    assert round(best["val_err_pct"] * 3) == pytest.approx(best["val_err_pct"] * 3, abs=1e-6)
+    with pytest.raises(ValueError, match="train_digits must be >= 0"):
+        X.rate_twin(ov, [0.01], train_digits=-1, log=None)
 
 
 def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):
