@@ -70,7 +70,9 @@ by the running sum of the output synaptic current.
 The module also holds the non-spiking baselines on the same architectures: ordinary
 back-propagation and random back-propagation (feedback alignment, Lillicrap et al. 2016), both
 ReLU MLPs with a softmax cross-entropy loss, plus a rate version of the eRBP update
-(:func:`rate_updates`) used to compare eRBP's direction with the true gradient.
+(:func:`rate_updates`) used to compare eRBP's direction with the true gradient, and the **rate
+twin** (:func:`train_rate_twin`): the same rule trained without spikes, in seconds, to tell a
+shortfall of the rule from one of the spiking simulation.
 """
 
 from __future__ import annotations
