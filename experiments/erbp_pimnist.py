@@ -363,7 +363,9 @@ def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: 
     (the run's ``k_init`` key), input code, gate, label rate, epochs, minibatch and ``lr_decay``,
     trained without spikes for every learning rate in ``lrs`` in one vmapped program (the spiking
     ``lr`` is not used: the twin's rates and currents are not scaled like the spiking rule's, so its
-    learning rate has to be scanned).  Scored on the evaluation split of the run (validation when
+    learning rate has to be scanned).  Keys of the spiking dynamics alone (``dt``, presentation
+    times, ``t_ref``, ``p_syn``, noise, membrane constants) do not act on the twin.  Scored on
+    the evaluation split of the run (validation when
     ``val`` > 0, else the test set) and on its first ``train_digits`` training digits.  Returns one
     row per learning rate: ``{"lr", "train_err_pct", "<split>_err_pct"}``.
     ``python -m experiments.erbp_pimnist --twin --set val=5000 --lrs 1e-3,2e-3,3e-3``."""
