@@ -864,7 +864,7 @@ TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5,
 
 
 def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print, worker_id="worker-0",
-         starts=()):
+         starts=(), bounds=None):
     """Bayesian optimisation (Optuna TPE via :class:`spikejax.tuning.BatchTuner`) of the spiking
     training hyperparameters in :data:`TUNE_SPACE`, minimising the **validation** error of the
     protocol :data:`TUNE_PROTOCOL` (plus ``overrides``); the test set is never read.  The first
@@ -878,7 +878,10 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     reference) share the study (:meth:`~spikejax.tuning.BatchTuner.run_until`).  A restarted
     worker (same id) first finishes its own interrupted trial.  ``starts`` (``--start
     k=v,k=v``, repeatable) are further settings of every tuned key, queued after the reference
-    when the study is new (e.g. another row's tuned setting).  Returns the trials as rows."""
+    when the study is new (e.g. another row's tuned setting).  ``bounds`` (``--space
+    KEY=LOW:HIGH``, repeatable) gives a tuned key another range, on the scale (log or linear) of
+    :data:`TUNE_SPACE`; a study file whose trials were drawn over other ranges is refused, so a
+    changed space needs a new ``storage``.  Returns the trials as rows."""
     from spikejax.experiment import run_experiment
     from spikejax.tuning import BatchTuner
 
@@ -889,6 +892,12 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     if unknown:
         raise ValueError(f"tune: unknown config key(s) {unknown}")
     space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
+    for k, (lo, hi) in (bounds or {}).items():
+        if k not in TUNE_SPACE:
+            raise ValueError(f"tune: --space {k}: not a tuned key (tuned: {sorted(TUNE_SPACE)})")
+        if k not in space:
+            raise ValueError(f"tune: --space {k}: the key is fixed by --set, so it cannot also be searched")
+        space[k] = dataclasses.replace(space[k], low=float(lo), high=float(hi))
     for st in starts:
         if set(st) != set(space):
             raise ValueError(f"tune: a start setting must give exactly the tuned keys {sorted(space)}; "
@@ -899,8 +908,17 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     name = study_name or f"erbp_tune-{base.get('arch', CONFIG['arch'])}-{base['method']}"
     tuner = BatchTuner(space, study_name=name, storage=str(storage), objectives=("val_err_pct",), directions=("minimize",), exact=True,
                        worker_id=worker_id)
+    for t in tuner.study.trials:
+        for k, d in t.distributions.items():
+            if k in space and (float(d.low), float(d.high)) != (space[k].low, space[k].high):
+                raise ValueError(f"tune: the study in {storage} drew {k} from [{d.low:g}, {d.high:g}], not [{space[k].low:g}, "
+                                 f"{space[k].high:g}]; a changed search space needs a new --storage")
     if not tuner.study.trials:
         ref = dict(CONFIG, **base)
+        out = [k for k in space if not space[k].low <= float(ref[k]) <= space[k].high]
+        if out:
+            raise ValueError(f"tune: the reference setting (the protocol's own, trial 0) lies outside --space for {out}; "
+                             "widen the range (trial 0 of a study is always the protocol's own setting)")
         tuner.study.enqueue_trial({k: float(ref[k]) for k in space})
         for st in starts:
             tuner.study.enqueue_trial({k: float(v) for k, v in st.items()})
@@ -982,6 +1000,8 @@ if __name__ == "__main__":
     ap.add_argument("--start", action="append", default=[], metavar="K=V,K=V,...",
                     help="--tune: a setting of every tuned key, queued after the reference in a new study")
     ap.add_argument("--worker", default="worker-0", help="--tune: this worker's id (one per process sharing a study)")
+    ap.add_argument("--space", action="append", default=[], metavar="KEY=LOW:HIGH",
+                    help="--tune: another range for a tuned key (same log/linear scale); needs a new --storage")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="--tune, --twin: CONFIG overrides")
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--samples", type=int, default=20000)
@@ -1000,7 +1020,15 @@ if __name__ == "__main__":
                 starts.append({k: float(v) for k, v in kvs})
             except ValueError:  # a pair without "=" does not unpack; a value that is no number does not convert
                 ap.error(f"--start {st!r}: expected KEY=NUMBER,KEY=NUMBER,...")
-        tune(a.tune, a.storage, ov, worker_id=a.worker, starts=starts)
+        bounds = {}
+        for sp in a.space:
+            try:
+                k, rng = sp.split("=", 1)
+                lo, hi = (float(v) for v in rng.split(":"))
+            except ValueError:
+                ap.error(f"--space {sp!r}: expected KEY=LOW:HIGH")
+            bounds[k] = (lo, hi)
+        tune(a.tune, a.storage, ov, worker_id=a.worker, starts=starts, bounds=bounds)
     elif a.twin:
         try:
             lrs = [float(v) for v in a.lrs.split(",")]

@@ -885,6 +885,41 @@ def test_tune_queues_start_settings_after_the_reference(tmp_path):
         X.tune(1, tmp_path / "t.jsonl", ov, starts=[{"lr": 0.5, "init_std_weight": 2.0}])
 
 
+def test_tune_space_narrows_the_search_and_refuses_a_study_of_other_ranges(tmp_path):
+    """``bounds`` (``--space KEY=LOW:HIGH``): every sampled value of a narrowed key lies in its new
+    range, on the old scale; the study file refuses to be continued over other ranges (either way);
+    unknown keys, keys fixed by ``--set`` and empty ranges are refused."""
+    from experiments import erbp_pimnist as X
+
+    ov = dict(dataset="digits", val=300, epochs=1, t_train=0.02, t_burnin=0.005, t_test=0.02, input_threshold=0.3, eval_batch=300,
+              lr_decay=0.7, gate_low=-1.0, gate_high=1.0, feedback_std_weight=7.0, init_std_weight=7.0)
+    quiet = dict(work_dir=tmp_path / "w", log=lambda *_: None)
+    bounds = {"lr": (2e-3, 4e-3), "t_ref": (2.5e-3, 4e-3)}
+    store = tmp_path / "narrow.jsonl"
+    rows = X.tune(3, store, ov, bounds=bounds, **quiet)
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 3
+    assert rows[0]["params"] == pytest.approx({"lr": X.CONFIG["lr"], "t_ref": X.CONFIG["t_ref"]})  # the reference (inside)
+    for r in rows[1:]:
+        assert 2e-3 <= r["params"]["lr"] <= 4e-3 and 2.5e-3 <= r["params"]["t_ref"] <= 4e-3, r["params"]
+    import optuna
+
+    dist = optuna.load_study(study_name=f"erbp_tune-{X.CONFIG['arch']}-perbp", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(store)))).trials[1].distributions["lr"]
+    assert (dist.low, dist.high, dist.log) == (2e-3, 4e-3, True)  # lr keeps its log scale
+    with pytest.raises(ValueError, match=r"drew lr from \[0.002, 0.004\], not \[0.001, 0.01\]"):
+        X.tune(4, store, ov, **quiet)  # the default space on the narrowed study
+    with pytest.raises(ValueError, match="a changed search space needs a new --storage"):
+        X.tune(4, store, ov, bounds={"lr": (2e-3, 3e-3), "t_ref": (2.5e-3, 4e-3)}, **quiet)
+    with pytest.raises(ValueError, match="not a tuned key"):
+        X.tune(1, tmp_path / "x.jsonl", ov, bounds={"dt": (1e-4, 1e-3)}, **quiet)
+    with pytest.raises(ValueError, match="fixed by --set"):
+        X.tune(1, tmp_path / "x.jsonl", ov, bounds={"gate_low": (-3.0, -1.0)}, **quiet)
+    with pytest.raises(ValueError, match="lr"):
+        X.tune(1, tmp_path / "x.jsonl", ov, bounds={"lr": (4e-3, 2e-3)}, **quiet)
+    with pytest.raises(ValueError, match=r"reference setting .* outside --space for \['t_ref'\]"):
+        X.tune(1, tmp_path / "y.jsonl", ov, bounds={"t_ref": (3.5e-3, 4e-3)}, **quiet)
+
+
 def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
     """Hidden neurons 0-2 get no input (silent), 3-5 a current far above threshold, so they fire at
     the refractory-limited maximum: one spike every round(t_ref/dt) + 1 steps, i.e. 25 in 100 ms at
