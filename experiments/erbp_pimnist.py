@@ -229,6 +229,13 @@ def _load_saved(path, overrides=()):
     return cfg, erbp_config(cfg, sizes, m["method"]), params, test, split
 
 
+def run_keys(cfg):
+    """``(k_init, k_train, k_eval, k_ras)`` of a spiking run with ``cfg["seed"]``: initial weights,
+    training, evaluation coins and the raster digit.  Every tool that re-creates part of a run
+    (``--margins``, ``--reevaluate``, ``--twin``) takes its keys from here."""
+    return tuple(jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4))
+
+
 def map_digits(fn, x, key, batch: int, what: str = "batch"):
     """Apply ``fn(xb [batch, n_in], k) -> pytree of [batch, ...]`` to the digits ``x [n, n_in]``
     ``batch`` at a time, in one jitted ``lax.map``, with one key per batch (``split(key, n // batch)``,
@@ -317,7 +324,7 @@ def output_margins(path, n: int = 10000) -> dict:
     cfg, ecfg, params, _, _ = _load_saved(path)
     (x, y), _ = _data(cfg, "train")
     n = min(int(n), len(x))
-    k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
+    k_eval = run_keys(cfg)[2]
 
     def one(xb, k):
         _, o = erbp.present(ecfg, params, xb, None, k, train=False)
@@ -339,7 +346,7 @@ def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
     if int(train_digits) < 0:
         raise ValueError(f"train_digits must be >= 0, got {train_digits}")
     cfg, ecfg, params, test, split = _load_saved(path, overrides)
-    k_eval = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[2]  # as in _run_spiking
+    k_eval = run_keys(cfg)[2]
     ev = erbp.make_evaluate(ecfg, cfg["eval_batch"])
 
     def err_of(xa, ya):
@@ -378,7 +385,7 @@ def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: 
     split, test = ("val", val) if val is not None else ("test", _data(cfg, "test"))
     sizes = parse_arch(cfg["arch"], train[0].shape[1])
     ecfg = erbp_config(cfg, sizes, cfg["method"])
-    k_init, k_train = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 4)[:2]
+    k_init, k_train = run_keys(cfg)[:2]
     params = erbp.init_erbp(k_init, ecfg)
     batch = cfg["batch_size"]
     w = erbp.train_rate_twin(ecfg, params, train[0], train[1], lrs=lrs, epochs=cfg["epochs"], batch_size=batch,
@@ -511,8 +518,7 @@ def _run_spiking(cfg, ctx, method, sizes, train, test, split="test"):
     ecfg = erbp_config(cfg, sizes, method)
     xtr, ytr = (jnp.asarray(a) for a in train)
     xte, yte = (jnp.asarray(a) for a in test)
-    key = jax.random.PRNGKey(cfg["seed"])
-    k_init, k_train, k_eval, k_ras = jax.random.split(key, 4)
+    k_init, k_train, k_eval, k_ras = run_keys(cfg)
     epochs = cfg["epochs"]
     train_epoch = erbp.make_train_epoch(ecfg, int(xtr.shape[0]), cfg["batch_size"])
     evaluate = erbp.make_evaluate(ecfg, cfg["eval_batch"])

@@ -738,17 +738,16 @@ def twin_input(cfg: ERBPConfig, x):
         return jnp.where(x > cfg.input_threshold, unit, 0.0).astype(x.dtype)
     if cfg.input_code == "poisson":
         return (jnp.clip(x, 0.0, 1.0) * unit).astype(x.dtype)
-    raise ValueError(f"train_rate_twin: input_code {cfg.input_code!r} has no rate twin (use 'binary' or 'poisson')")
+    raise ValueError(f"rate twin: input_code {cfg.input_code!r} has no rate twin (use 'binary' or 'poisson')")
 
 
-def twin_errors(cfg: ERBPConfig, w, x, y, batch: int = 5000) -> float:
+def twin_errors(cfg: ERBPConfig, w, x, y) -> float:
     """Error (%) of rate-twin weights ``w`` (a tuple like ``ERBPParams.w``) on digits ``x``, labels
     ``y``: the output with the largest current wins (the rates saturate, so ties are broken as the
     spiking decision breaks them)."""
-    x, y = np.asarray(x), np.asarray(y)
-    fwd = jax.jit(lambda xb: rate_forward(cfg, ERBPParams(tuple(w), ()), twin_input(cfg, xb), "rate")[1][-1])
-    wrong = sum(int(jnp.sum(jnp.argmax(fwd(x[i : i + batch]), -1) != y[i : i + batch])) for i in range(0, len(x), batch))
-    return 100.0 * wrong / max(len(x), 1)
+    _, currents = rate_forward(cfg, ERBPParams(tuple(w), ()), twin_input(cfg, x), "rate")
+    wrong = int(jnp.sum(jnp.argmax(currents[-1], -1) != jnp.asarray(y)))
+    return 100.0 * wrong / max(len(y), 1)
 
 
 def train_rate_twin(cfg: ERBPConfig, params: ERBPParams, x, y, *, lrs, epochs: int, batch_size: int, lr_decay: float = 1.0,

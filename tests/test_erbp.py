@@ -660,7 +660,7 @@ def test_test_noise_switch_only_affects_test_presentations(key):
 
 
 def test_rate_twin_of_a_run_learns_the_digits_on_its_split():
-    """``--twin``: the rate twin of the quick digits run, three learning rates in one program, scored
+    """``--twin``: the rate twin of the quick digits run, two learning rates in one program, scored
     on the run's validation split and its first training digits (chance is 90% error)."""
     from experiments import erbp_pimnist as X
 
