@@ -206,7 +206,23 @@ def machine_info() -> dict:
             info["git_commit"] = out.stdout.strip() + ("+dirty" if dirty else "")
     except Exception:
         pass
+    if "git_commit" not in info and os.environ.get("SPIKEJAX_GIT_COMMIT"):
+        # a copy of the tree without .git (the GPU machine, see benchmarks/gpu.sh): the commit it was copied from
+        info["git_commit"] = os.environ["SPIKEJAX_GIT_COMMIT"]
+    gpus = gpu_info()
+    if gpus:
+        info["gpus"] = gpus
     return info
+
+
+def gpu_info() -> list[str]:
+    """``"name, driver, memory"`` of each NVIDIA GPU that ``nvidia-smi`` lists (empty without one)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -364,14 +364,25 @@ def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
 CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
 
 
+# Keys of the spiking run that the rate twin has no counterpart for (``rate_twin`` names them
+# when they are set, so that a scan is not mistaken for one over them)
+TWIN_IGNORES = frozenset({
+    "dt", "t_train", "t_burnin", "t_test", "lr", "hidden_gate", "p_syn", "mask_mode", "test_noise", "perbp_test",
+    "noise_std", "noise_rate", "t_ref", "bias", "tau_mem", "input_scale", "input_t_ref", "blank_updates",
+    "eval_batch", "eval_train", "pj_per_synop", "throughput", "throughput_samples",
+    "bp_lr", "bp_batch_size", "bp_schedule", "bp_weight_decay", "bp_dropout",
+})
+
+
 def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: int = 10000, log=print) -> list:
     """The rate twin (:func:`spikejax.erbp.train_rate_twin`) of the spiking run that ``overrides``
     (``KEY=VALUE`` as for ``--set``) describe: the same architecture, initial weights and feedback
     (the run's ``k_init`` key), input code, gate, label rate, epochs, minibatch and ``lr_decay``,
     trained without spikes for every learning rate in ``lrs`` in one vmapped program (the spiking
     ``lr`` is not used: the twin's rates and currents are not scaled like the spiking rule's, so its
-    learning rate has to be scanned).  Keys of the spiking dynamics alone (``dt``, presentation
-    times, ``t_ref``, ``p_syn``, noise, membrane constants) do not act on the twin.  Scored on
+    learning rate has to be scanned).  Keys of the spiking dynamics alone (:data:`TWIN_IGNORES`:
+    ``dt``, presentation times, ``t_ref``, ``p_syn``, noise, membrane constants, ...) do not act on
+    the twin; those that ``overrides`` sets are named in the log.  Scored on
     the evaluation split of the run (validation when
     ``val`` > 0, else the test set) and on its first ``train_digits`` training digits.  Returns one
     row per learning rate: ``{"lr", "train_err_pct", "<split>_err_pct"}``.
@@ -381,6 +392,9 @@ def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: 
     cfg = parse_overrides(CONFIG, overrides)
     if int(train_digits) < 0:
         raise ValueError(f"train_digits must be >= 0, got {train_digits}")
+    ignored = sorted({str(o).split("=", 1)[0].strip() for o in overrides} & TWIN_IGNORES)
+    if ignored and log:
+        log(f"rate twin: {', '.join(ignored)} act on the spiking run only; the twin ignores them")
     (train, val) = _data(cfg, "train")
     split, test = ("val", val) if val is not None else ("test", _data(cfg, "test"))
     sizes = parse_arch(cfg["arch"], train[0].shape[1])

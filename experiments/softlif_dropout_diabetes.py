@@ -28,6 +28,7 @@ one year) is used, so the numbers are not comparable with the seed's.
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -216,10 +217,17 @@ def _speed(cfg, act, layers, xte, key):
         "n_observations": int(len(xte)),
         **whole,
         "single_observation": single_obs,
-        "note": "compiled, min over repeats, on a shared (loaded) 2-core CPU. loop = one jitted call per sample, "
+        "note": f"compiled, min over repeats, on {_where()}. loop = one jitted call per sample, "
         "predictions collected to numpy (as CANDLE infer.py); async loop = same calls, one sync at the end; eager = "
         "un-jitted op-by-op loop (timed on n/10 samples, extrapolated); chunks64 = lax.map over vmapped chunks of 64",
     }
+
+
+def _where() -> str:
+    """The machine the speed section ran on, for its note."""
+    if jax.default_backend() == "cpu":
+        return f"a {os.cpu_count()}-core CPU (shared, so the wall clock is noisy)"
+    return f"{jax.default_backend().upper()} {jax.devices()[0].device_kind}"
 
 
 def result_tag(cfg):

@@ -105,9 +105,12 @@ def _git_commit() -> str | None:
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
         ).stdout.strip()
-        return f"{commit}{'+dirty' if dirty else ''}" if commit else None
+        if commit:
+            return f"{commit}{'+dirty' if dirty else ''}"
     except Exception:
-        return None
+        pass
+    # a copy of the tree without .git (the GPU machine, see benchmarks/gpu.sh): the commit it was copied from
+    return os.environ.get("SPIKEJAX_GIT_COMMIT") or None
 
 
 from . import runtime as _runtime  # noqa: E402
@@ -131,6 +134,7 @@ def environment_info() -> dict:
         "cpu_count": os.cpu_count(),
         "jax_backend": jax.default_backend(),
         "devices": devices,
+        "device_kinds": sorted({d.device_kind for d in jax.devices()}),
         "packages": versions,
         "malloc_tuned": _runtime.allocator_tuned(),
         "loadavg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

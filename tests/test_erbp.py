@@ -674,6 +674,11 @@ def test_rate_twin_of_a_run_learns_the_digits_on_its_split():
     assert round(best["val_err_pct"] * 3) == pytest.approx(best["val_err_pct"] * 3, abs=1e-6)
     with pytest.raises(ValueError, match="train_digits must be >= 0"):
         X.rate_twin(ov, [0.01], train_digits=-1, log=None)
+    # keys of the spiking dynamics alone change nothing in the twin, and the log names them
+    said = []
+    again = X.rate_twin(ov + ["dt=5e-4", "t_ref=2e-3", "p_syn=0.3"], [0.003, 0.01], train_digits=500, log=said.append)
+    assert again == rows
+    assert any("dt, p_syn, t_ref act on the spiking run only" in s for s in said), said
 
 
 def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):

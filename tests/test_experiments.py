@@ -126,3 +126,33 @@ def test_atomic_write_gives_ordinary_file_mode(tmp_path):
     assert p.read_bytes() == b"{}"
     assert (p.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
     assert not [q for q in tmp_path.iterdir() if q.name != "r.json"]  # no temp file left
+
+
+def test_commit_of_a_tree_without_git_comes_from_the_environment(monkeypatch):
+    """A copy of the tree without ``.git`` (the GPU machine of ``benchmarks/gpu.sh``) records the
+    commit it was copied from (``SPIKEJAX_GIT_COMMIT``), in experiment results and benchmark
+    machine lines; inside a git checkout the checkout's own commit wins."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from spikejax import experiment as E
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import _common as C
+
+    monkeypatch.setenv("SPIKEJAX_GIT_COMMIT", "0123abc+dirty")
+    here = E._git_commit()
+    assert here and here.split("+")[0] == subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                                         cwd=Path(E.__file__).parent).stdout.strip()
+
+    def no_git(*a, **k):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert E._git_commit() == "0123abc+dirty"
+    assert E.environment_info()["git_commit"] == "0123abc+dirty"
+    info = C.machine_info()
+    assert info["git_commit"] == "0123abc+dirty" and "gpus" not in info  # no nvidia-smi either
+    monkeypatch.delenv("SPIKEJAX_GIT_COMMIT")
+    assert E._git_commit() is None
