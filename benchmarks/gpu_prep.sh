@@ -11,7 +11,10 @@ src=${SPIKEJAX_DATA:?set SPIKEJAX_DATA to the folder that holds mnist/}
 rm -rf .gpudata
 mkdir -p .gpudata/mnist
 cp "$src"/mnist/*.gz "$src"/mnist/SHA256SUMS .gpudata/mnist/
-(cd .gpudata/mnist && sha256sum --check --quiet SHA256SUMS)
+# SHA256SUMS lists the decompressed IDX files (as spikejax.data checks them)
+(cd .gpudata/mnist && while read -r sum name; do
+    [[ "$(gunzip -c "$name.gz" | sha256sum | cut -d' ' -f1)" == "$sum" ]] || { echo "checksum mismatch: $name" >&2; exit 1; }
+done < SHA256SUMS)
 dirty=$(git status --porcelain --untracked-files=no)
 echo "$(git rev-parse HEAD)${dirty:++dirty}" > .gpudata/COMMIT
 du -sh .gpudata
