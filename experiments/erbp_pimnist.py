@@ -364,14 +364,15 @@ def reevaluate(path, overrides: list[str], train_digits: int = 0) -> dict:
 CLAIMS = [c for a in ARCHS for m in METHODS for c in _claims(a, m)[:1]]
 
 
-# Keys of the spiking run that the rate twin has no counterpart for (``rate_twin`` names them
-# when they are set, so that a scan is not mistaken for one over them)
-TWIN_IGNORES = frozenset({
-    "dt", "t_train", "t_burnin", "t_test", "lr", "hidden_gate", "p_syn", "mask_mode", "test_noise", "perbp_test",
-    "noise_std", "noise_rate", "t_ref", "bias", "tau_mem", "input_scale", "input_t_ref", "blank_updates",
-    "eval_batch", "eval_train", "pj_per_synop", "throughput", "throughput_samples",
-    "bp_lr", "bp_batch_size", "bp_schedule", "bp_weight_decay", "bp_dropout",
+# Keys of the run that act on its rate twin; every other ``CONFIG`` key (``TWIN_IGNORES``: time
+# step, presentation times, refractory period, coins, noise, spiking ``lr``, the baselines' keys,
+# and any key added later) acts on the spiking run only, and ``rate_twin`` names those that are set
+TWIN_USES = frozenset({
+    "arch", "method", "dataset", "n_train", "val", "n_test", "seed", "epochs", "batch_size", "lr_decay",
+    "gate_low", "gate_high", "init_std_weight", "feedback_std_weight", "input_code", "input_threshold",
+    "input_rate", "label_rate",
 })
+TWIN_IGNORES = frozenset(CONFIG) - TWIN_USES
 
 
 def rate_twin(overrides: list[str], lrs, optimizer: str = "rule", train_digits: int = 10000, log=print) -> list:

@@ -679,6 +679,7 @@ def test_rate_twin_of_a_run_learns_the_digits_on_its_split():
     again = X.rate_twin(ov + ["dt=5e-4", "t_ref=2e-3", "p_syn=0.3"], [0.003, 0.01], train_digits=500, log=said.append)
     assert again == rows
     assert any("dt, p_syn, t_ref act on the spiking run only" in s for s in said), said
+    assert X.TWIN_USES <= set(X.CONFIG) and X.TWIN_IGNORES.isdisjoint(X.TWIN_USES)
 
 
 def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):

@@ -133,12 +133,11 @@ def test_commit_of_a_tree_without_git_comes_from_the_environment(monkeypatch):
     commit it was copied from (``SPIKEJAX_GIT_COMMIT``), in experiment results and benchmark
     machine lines; inside a git checkout the checkout's own commit wins."""
     import subprocess
-    import sys
     from pathlib import Path
 
     from spikejax import experiment as E
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import _common as C
 
     monkeypatch.setenv("SPIKEJAX_GIT_COMMIT", "0123abc+dirty")
