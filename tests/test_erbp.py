@@ -679,7 +679,9 @@ def test_rate_twin_of_a_run_learns_the_digits_on_its_split():
     again = X.rate_twin(ov + ["dt=5e-4", "t_ref=2e-3", "p_syn=0.3"], [0.003, 0.01], train_digits=500, log=said.append)
     assert again == rows
     assert any("dt, p_syn, t_ref act on the spiking run only" in s for s in said), said
-    assert X.TWIN_USES <= set(X.CONFIG) and X.TWIN_IGNORES.isdisjoint(X.TWIN_USES)
+    assert X.TWIN_USES <= set(X.CONFIG), X.TWIN_USES - set(X.CONFIG)  # a misspelled key would list the real one as ignored
+    # ... while a key the twin uses (the gate) does change it
+    assert X.rate_twin(ov + ["gate_high=0.3"], [0.003, 0.01], train_digits=500, log=None) != rows
 
 
 def test_reevaluate_saved_weights_reproduces_the_run(tmp_path, monkeypatch):
