@@ -880,6 +880,17 @@ TUNE_SPACE = {
     "feedback_std_weight": Float(1.0, 50.0, log=True),
     "init_std_weight": Float(1.0, 50.0, log=True),
 }
+# eRBP studies also search the size of the membrane kicks (peRBP runs have none): the kicks act as a
+# lowered, smoothed threshold the net is trained and tested with, so their size is a training knob
+TUNE_SPACE_ERBP = {"noise_std": Float(0.02, 0.5, log=True)}
+
+
+def tune_space(method) -> dict:
+    """The keys a :func:`tune` study of ``method`` searches: :data:`TUNE_SPACE`, plus
+    :data:`TUNE_SPACE_ERBP` for eRBP."""
+    return dict(TUNE_SPACE, **(TUNE_SPACE_ERBP if method == "erbp" else {}))
+
+
 # the fixed protocol of the one-at-a-time lever checks (tuning log): 5 epochs on 55k digits, 5k validation
 TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5, "lr_decay": 0.7}
 
@@ -887,7 +898,8 @@ TUNE_PROTOCOL = {"method": "perbp", "batch_size": 100, "val": 5000, "epochs": 5,
 def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/erbp_tune", study_name=None, log=print, worker_id="worker-0",
          starts=(), bounds=None):
     """Bayesian optimisation (Optuna TPE via :class:`spikejax.tuning.BatchTuner`) of the spiking
-    training hyperparameters in :data:`TUNE_SPACE`, minimising the **validation** error of the
+    training hyperparameters in :func:`tune_space` (:data:`TUNE_SPACE`, and for eRBP also the kick
+    size of :data:`TUNE_SPACE_ERBP`), minimising the **validation** error of the
     protocol :data:`TUNE_PROTOCOL` (plus ``overrides``); the test set is never read.  The first
     trial of a new study is the protocol's own setting, as the reference.  The study lives in
     ``storage`` (a journal ``.jsonl`` file): rerunning the command continues it (an interrupted
@@ -912,10 +924,11 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
     unknown = sorted(set(base) - set(CONFIG))
     if unknown:
         raise ValueError(f"tune: unknown config key(s) {unknown}")
-    space = {k: d for k, d in TUNE_SPACE.items() if k not in (overrides or {})}
+    full = tune_space(base["method"])
+    space = {k: d for k, d in full.items() if k not in (overrides or {})}
     for k, (lo, hi) in (bounds or {}).items():
-        if k not in TUNE_SPACE:
-            raise ValueError(f"tune: --space {k}: not a tuned key (tuned: {sorted(TUNE_SPACE)})")
+        if k not in full:
+            raise ValueError(f"tune: --space {k}: not a tuned key for method {base['method']} (tuned: {sorted(full)})")
         if k not in space:
             raise ValueError(f"tune: --space {k}: the key is fixed by --set, so it cannot also be searched")
         space[k] = dataclasses.replace(space[k], low=float(lo), high=float(hi))
@@ -936,6 +949,7 @@ def tune(n_trials: int, storage, overrides: dict | None = None, work_dir="runs/e
                                  f"{space[k].high:g}]; a changed search space needs a new --storage")
     if not tuner.study.trials:
         ref = dict(CONFIG, **base)
+        ref["noise_std"] = noise_std(ref, base["method"])  # None = the method's default kick size
         out = [k for k in space if not space[k].low <= float(ref[k]) <= space[k].high]
         if out:
             raise ValueError(f"tune: the reference setting (the protocol's own, trial 0) lies outside --space for {out}; "

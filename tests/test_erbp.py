@@ -948,3 +948,33 @@ def test_rate_profile_counts_silent_and_saturated_hidden_neurons():
     assert h["rate_quartiles_hz"] == pytest.approx([0.0, 125.0, 250.0])
     with pytest.raises(ValueError, match="multiple of batch"):
         rate_profile(cfg, params, x[:15], jax.random.PRNGKey(0), batch=10)
+
+
+def test_tune_of_erbp_also_searches_the_kick_size(tmp_path):
+    """An eRBP study searches the membrane-kick size ``noise_std`` beside the common keys (peRBP
+    studies do not: their runs have no kicks).  Its reference trial is the eRBP default kick
+    (``noise_std=None`` resolves to NOISE_STD['erbp']) and scores exactly what the default
+    configuration scores when run directly; sampled kicks stay in the range; ``--space
+    noise_std=...`` is refused for a peRBP study."""
+    from pathlib import Path
+
+    from experiments import erbp_pimnist as X
+    from spikejax.experiment import run_experiment
+
+    assert set(X.tune_space("erbp")) == set(X.TUNE_SPACE) | {"noise_std"}
+    assert set(X.tune_space("perbp")) == set(X.TUNE_SPACE)
+    ov = dict(method="erbp", batch_size=10, dataset="digits", val=300, epochs=1, t_train=0.02, t_burnin=0.005, t_test=0.02,
+              input_threshold=0.3, eval_batch=300, lr_decay=0.7, gate_low=-1.0, gate_high=1.0, t_ref=3e-3,
+              feedback_std_weight=7.0, init_std_weight=7.0)
+    quiet = dict(work_dir=tmp_path / "w", log=lambda *_: None)
+    rows = X.tune(2, tmp_path / "e.jsonl", ov, **quiet)
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert rows[0]["params"] == pytest.approx({"lr": X.CONFIG["lr"], "noise_std": X.NOISE_STD["erbp"]})
+    assert 0.02 <= rows[1]["params"]["noise_std"] <= 0.5 and rows[1]["params"]["noise_std"] != X.NOISE_STD["erbp"]
+    # the reference trial is the default eRBP configuration (noise_std=None), bit for bit
+    base = dict(X.TUNE_PROTOCOL, **ov)
+    direct = run_experiment(X, overrides=[f"{k}={v}" for k, v in base.items()], out_dir=tmp_path / "direct", quiet=True)
+    assert json.loads(Path(direct).read_text())["config"]["noise_std"] is None
+    assert rows[0]["values"][0] == json.loads(Path(direct).read_text())["metrics"]["val_err_pct"]
+    with pytest.raises(ValueError, match="not a tuned key for method perbp"):
+        X.tune(1, tmp_path / "p.jsonl", dict(ov, method="perbp"), bounds={"noise_std": (0.05, 0.3)}, **quiet)
