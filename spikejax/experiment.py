@@ -192,6 +192,7 @@ class Context:
         self.t0 = time.time()
         self._hash = config_hash(cfg)
         self.resumed_from: int | None = None
+        self._rate_from = (0, self.t0)  # (step, time) the ETA's rate is measured from
 
     # -- progress ------------------------------------------------------------------------------
     def log(self, msg: str):
@@ -199,9 +200,14 @@ class Context:
             print(f"[{self.name} {time.time() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 
     def progress(self, i: int, n: int, **metrics):
-        """Report step ``i`` of ``n`` (1-based) with metrics and an ETA."""
-        el = time.time() - self.t0
-        eta = el / max(i, 1) * (n - i) if i else float("nan")
+        """Report step ``i`` of ``n`` (1-based) with metrics and an ETA.
+
+        The ETA uses the pace of the steps run by this process only: after a resume from step k,
+        the k steps done before it took no time here and must not make the rest look faster.
+        """
+        i0, t_from = self._rate_from
+        done = i - i0
+        eta = (time.time() - t_from) / done * (n - i) if done > 0 else float("nan")
         ms = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         self.log(f"{i}/{n} {ms} (eta {eta:.0f}s)")
 
@@ -225,6 +231,7 @@ class Context:
         if payload.get("config_hash") != self._hash:
             return None
         self.resumed_from = payload["step"]
+        self._rate_from = (int(payload["step"]), time.time())
         self.log(f"resuming from checkpoint step {payload['step']} ({self.ckpt_path})")
         return payload["step"], payload["state"]
 

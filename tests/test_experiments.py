@@ -155,3 +155,30 @@ def test_commit_of_a_tree_without_git_comes_from_the_environment(monkeypatch):
     assert info["git_commit"] == "0123abc+dirty" and "gpus" not in info  # no nvidia-smi either
     monkeypatch.delenv("SPIKEJAX_GIT_COMMIT")
     assert E._git_commit() is None
+
+
+def test_eta_after_resume_uses_only_this_process_pace(tmp_path, monkeypatch, capsys):
+    """Steps 1-3 were done by an earlier process; here steps 4 and 5 take 10 s each on a fake
+    clock, so after step 4 one step of 10 s is left (not 10 s * 1 / 4 of the whole run)."""
+    from spikejax import experiment as ex
+
+    clock = [1000.0]
+    monkeypatch.setattr(ex.time, "time", lambda: clock[0])
+    first = ex.Context("fake_eta", {"steps": 5}, tmp_path, tmp_path / "ck")
+    first.save_checkpoint(3, {"total": 3})
+    clock[0] += 500.0  # a new process starts later
+    ctx = ex.Context("fake_eta", {"steps": 5}, tmp_path, tmp_path / "ck")
+    assert ctx.load_checkpoint()[0] == 3
+    capsys.readouterr()
+    clock[0] += 10.0
+    ctx.progress(4, 5)
+    clock[0] += 10.0
+    ctx.progress(5, 5)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].endswith("4/5  (eta 10s)"), lines
+    assert lines[1].endswith("5/5  (eta 0s)"), lines
+    # a run that did not resume measures from its start
+    fresh = ex.Context("fake_eta2", {"steps": 4}, tmp_path, tmp_path / "ck2")
+    clock[0] += 30.0
+    fresh.progress(1, 4)
+    assert capsys.readouterr().err.strip().endswith("1/4  (eta 90s)")
