@@ -193,6 +193,7 @@ class Context:
         self._hash = config_hash(cfg)
         self.resumed_from: int | None = None
         self._rate_from = (0, self.t0)  # (step, time) the ETA's rate is measured from
+        self._series: list | None = None  # [n, i0, t_from, t_last] of the current progress series
 
     # -- progress ------------------------------------------------------------------------------
     def log(self, msg: str):
@@ -204,10 +205,19 @@ class Context:
 
         The ETA uses the pace of the steps run by this process only: after a resume from step k,
         the k steps done before it took no time here and must not make the rest look faster.
+        A call with a new ``n`` starts a new series (e.g. evaluation after training), timed from
+        the previous report.
         """
-        i0, t_from = self._rate_from
+        now = time.time()
+        if self._series is None or self._series[0] != n:
+            i0, t_from = self._rate_from
+            if self._series is not None or i <= i0:  # a later loop, or one the resume step does not count
+                i0, t_from = 0, (self._series[3] if self._series is not None else t_from)
+            self._series = [n, i0, t_from, now]
+        _, i0, t_from, _ = self._series
+        self._series[3] = now
         done = i - i0
-        eta = (time.time() - t_from) / done * (n - i) if done > 0 else float("nan")
+        eta = (now - t_from) / done * (n - i) if done > 0 else float("nan")
         ms = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         self.log(f"{i}/{n} {ms} (eta {eta:.0f}s)")
 

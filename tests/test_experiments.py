@@ -177,6 +177,10 @@ def test_eta_after_resume_uses_only_this_process_pace(tmp_path, monkeypatch, cap
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0].endswith("4/5  (eta 10s)"), lines
     assert lines[1].endswith("5/5  (eta 0s)"), lines
+    # a second loop (another n, e.g. evaluation) is timed from the last report, from step 0
+    clock[0] += 4.0
+    ctx.progress(100, 400)
+    assert capsys.readouterr().err.strip().endswith("100/400  (eta 12s)")
     # a run that did not resume measures from its start
     fresh = ex.Context("fake_eta2", {"steps": 4}, tmp_path, tmp_path / "ck2")
     clock[0] += 30.0
