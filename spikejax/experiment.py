@@ -192,8 +192,9 @@ class Context:
         self.t0 = time.time()
         self._hash = config_hash(cfg)
         self.resumed_from: int | None = None
-        self._rate_from = (0, self.t0)  # (step, time) the ETA's rate is measured from
-        self._series: list | None = None  # [n, i0, t_from, t_last] of the current progress series
+        self._n: int | None = None  # the n of the current progress loop
+        self._from = (0, self.t0)  # (step, time) the ETA's pace is measured from
+        self._last = self.t0  # time of the last report (or of the resume)
 
     # -- progress ------------------------------------------------------------------------------
     def log(self, msg: str):
@@ -209,13 +210,12 @@ class Context:
         the previous report.
         """
         now = time.time()
-        if self._series is None or self._series[0] != n:
-            i0, t_from = self._rate_from
-            if self._series is not None or i <= i0:  # a later loop, or one the resume step does not count
-                i0, t_from = 0, (self._series[3] if self._series is not None else t_from)
-            self._series = [n, i0, t_from, now]
-        _, i0, t_from, _ = self._series
-        self._series[3] = now
+        if n != self._n:
+            if self._n is not None or i <= self._from[0]:  # a later loop, or one the resume step does not count
+                self._from = (0, self._last)
+            self._n = n
+        i0, t_from = self._from
+        self._last = now
         done = i - i0
         eta = (now - t_from) / done * (n - i) if done > 0 else float("nan")
         ms = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
@@ -241,7 +241,8 @@ class Context:
         if payload.get("config_hash") != self._hash:
             return None
         self.resumed_from = payload["step"]
-        self._rate_from = (int(payload["step"]), time.time())
+        self._from = (int(payload["step"]), time.time())
+        self._last = self._from[1]
         self.log(f"resuming from checkpoint step {payload['step']} ({self.ckpt_path})")
         return payload["step"], payload["state"]
 
